@@ -1,0 +1,1 @@
+//! Host-specific unsafe layer.
