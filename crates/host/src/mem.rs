@@ -1,0 +1,186 @@
+//! The address-space jail, guest RAM (memfd) and the monitor region.
+
+use crate::layout::*;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+
+/// Errors from setting up the VM address space.
+#[derive(Debug, thiserror::Error)]
+pub enum MemError {
+    #[error("cannot reserve the low 4 GiB of the address space ({0}); is another VM or library mapped there?")]
+    Reserve(io::Error),
+    #[error("guest RAM size {0} bytes is invalid: it must be a multiple of 4 KiB between 1 MiB and {max} MiB", max = MAX_RAM >> 20)]
+    BadRamSize(u64),
+    #[error("memfd_create/ftruncate failed: {0}")]
+    Memfd(io::Error),
+    #[error("mmap failed: {0}")]
+    Map(io::Error),
+    #[error("mprotect failed: {0}")]
+    Protect(io::Error),
+}
+
+/// Largest guest RAM the jail can hold below the monitor region (leaving room for MMIO).
+pub const MAX_RAM: u64 = 0xC000_0000;
+
+fn last_err() -> io::Error {
+    io::Error::last_os_error()
+}
+
+fn memfd(name: &std::ffi::CStr, size: u64) -> Result<OwnedFd, MemError> {
+    // SAFETY: memfd_create takes a valid NUL-terminated name; the result is checked.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(MemError::Memfd(last_err()));
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ftruncate on our own memfd.
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) } != 0 {
+        return Err(MemError::Memfd(last_err()));
+    }
+    Ok(fd)
+}
+
+/// Maps `len` bytes of `fd` at offset `off`, at a fixed low address or anywhere (`at` None).
+fn map_fd(at: Option<u64>, len: usize, prot: i32, fd: &OwnedFd, off: u64) -> Result<*mut u8, MemError> {
+    let (addr, flags) = match at {
+        Some(a) => (a as *mut libc::c_void, libc::MAP_SHARED | libc::MAP_FIXED),
+        None => (std::ptr::null_mut(), libc::MAP_SHARED),
+    };
+    // SAFETY: fixed mappings only ever replace parts of our own PROT_NONE reservation of
+    // the low 4 GiB (callers pass addresses inside it); other mappings go anywhere.
+    let p = unsafe { libc::mmap(addr, len, prot, flags, fd.as_raw_fd(), off as libc::off_t) };
+    if p == libc::MAP_FAILED {
+        return Err(MemError::Map(last_err()));
+    }
+    Ok(p as *mut u8)
+}
+
+/// The VM's address space: the reserved low 4 GiB, guest RAM and the monitor region.
+pub struct AddressSpace {
+    ram_fd: OwnedFd,
+    ram_size: u64,
+    /// Monitor-side view of all guest RAM (including page 0), above 4 GiB.
+    ram_alias: NonNull<u8>,
+    tc_fd: OwnedFd,
+    /// Monitor-side writable view of the translation cache.
+    tc_alias: NonNull<u8>,
+}
+
+impl AddressSpace {
+    /// Reserves [4 KiB, 4 GiB), creates guest RAM and maps it at guest-physical = linear,
+    /// maps the context page and the translation cache (read+exec low, read+write alias).
+    pub fn new(ram_size: u64) -> Result<Self, MemError> {
+        if ram_size < (1 << 20) || ram_size > MAX_RAM || ram_size % 4096 != 0 {
+            return Err(MemError::BadRamSize(ram_size));
+        }
+        let len = (1u64 << 32) - LOW_LIMIT as u64;
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; PROT_NONE
+        // reservation of address space we then own.
+        let p = unsafe {
+            libc::mmap(
+                LOW_LIMIT as u64 as *mut libc::c_void,
+                len as usize,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(MemError::Reserve(last_err()));
+        }
+        if p as u64 != LOW_LIMIT as u64 {
+            // SAFETY: unmapping the mapping we just got at a wrong place (old kernels).
+            unsafe { libc::munmap(p, len as usize) };
+            return Err(MemError::Reserve(io::Error::other("kernel ignored MAP_FIXED_NOREPLACE")));
+        }
+        let ram_fd = memfd(c"ringfold-ram", ram_size)?;
+        map_fd(Some(LOW_LIMIT as u64), (ram_size - LOW_LIMIT as u64) as usize,
+            libc::PROT_READ | libc::PROT_WRITE, &ram_fd, LOW_LIMIT as u64)?;
+        let ram_alias = map_fd(None, ram_size as usize, libc::PROT_READ | libc::PROT_WRITE, &ram_fd, 0)?;
+
+        // Context page: anonymous, read/write, only reachable from 64-bit code.
+        // SAFETY: replaces part of our own reservation.
+        let c = unsafe {
+            libc::mmap(CTX_ADDR as u64 as *mut libc::c_void, 4096, libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0)
+        };
+        if c == libc::MAP_FAILED {
+            return Err(MemError::Map(last_err()));
+        }
+        let tc_fd = memfd(c"ringfold-tc", TC_SIZE as u64)?;
+        map_fd(Some(TC_START as u64), TC_SIZE, libc::PROT_READ | libc::PROT_EXEC, &tc_fd, 0)?;
+        let tc_alias = map_fd(None, TC_SIZE, libc::PROT_READ | libc::PROT_WRITE, &tc_fd, 0)?;
+        Ok(AddressSpace {
+            ram_fd,
+            ram_size,
+            ram_alias: NonNull::new(ram_alias).expect("mmap returned NULL"),
+            tc_fd,
+            tc_alias: NonNull::new(tc_alias).expect("mmap returned NULL"),
+        })
+    }
+
+    pub fn ram_size(&self) -> u64 {
+        self.ram_size
+    }
+
+    /// Guest RAM as a byte slice (monitor view). The guest only runs inside
+    /// `Vcpu::run`, which takes `&mut self` of the owner, so no slice outlives a guest run
+    /// that could change the bytes under it.
+    pub fn ram(&self) -> &[u8] {
+        // SAFETY: ram_alias maps ram_size bytes for the life of self.
+        unsafe { std::slice::from_raw_parts(self.ram_alias.as_ptr(), self.ram_size as usize) }
+    }
+
+    /// Guest RAM, writable.
+    pub fn ram_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `ram`, and &mut self gives exclusive access on the monitor side.
+        unsafe { std::slice::from_raw_parts_mut(self.ram_alias.as_ptr(), self.ram_size as usize) }
+    }
+
+    /// The translation cache, writable (monitor view of the code at `TC_START`).
+    pub fn tc_mut(&mut self) -> &mut [u8] {
+        // SAFETY: tc_alias maps TC_SIZE bytes for the life of self.
+        unsafe { std::slice::from_raw_parts_mut(self.tc_alias.as_ptr(), TC_SIZE) }
+    }
+
+    /// Changes the protection of a page-aligned range of the low guest mapping (used by the
+    /// native runner to make test code executable).
+    pub fn protect_low(&mut self, addr: u32, len: u32, exec: bool) -> Result<(), MemError> {
+        assert!(addr >= LOW_LIMIT && (addr as u64 + len as u64) <= self.ram_size && addr % 4096 == 0);
+        let prot = libc::PROT_READ | libc::PROT_WRITE | if exec { libc::PROT_EXEC } else { 0 };
+        // SAFETY: the range is inside the guest RAM mapping we own (asserted above).
+        if unsafe { libc::mprotect(addr as u64 as *mut libc::c_void, len as usize, prot) } != 0 {
+            return Err(MemError::Protect(last_err()));
+        }
+        Ok(())
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn fds(&self) -> (i32, i32) {
+        (self.ram_fd.as_raw_fd(), self.tc_fd.as_raw_fd())
+    }
+}
+
+impl Drop for AddressSpace {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `new` mapped; the guest is not running (we own self).
+        unsafe {
+            libc::munmap(self.ram_alias.as_ptr() as *mut libc::c_void, self.ram_size as usize);
+            libc::munmap(self.tc_alias.as_ptr() as *mut libc::c_void, TC_SIZE);
+            libc::munmap(LOW_LIMIT as u64 as *mut libc::c_void, ((1u64 << 32) - LOW_LIMIT as u64) as usize);
+        }
+    }
+}
+
+impl AddressSpace {
+    /// The context page shared with the trampolines.
+    pub fn ctx_mut(&mut self) -> &mut crate::ctx::Ctx {
+        // SAFETY: the context page is mapped read/write at CTX_ADDR for the life of self,
+        // is suitably aligned (page aligned) and only written by the trampolines and the
+        // signal handler while the guest runs, i.e. while no Rust reference exists.
+        unsafe { &mut *(CTX_ADDR as u64 as *mut crate::ctx::Ctx) }
+    }
+}
