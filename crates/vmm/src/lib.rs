@@ -1,1 +1,13 @@
 #![forbid(unsafe_code)]
+//! ringfold's monitor: the virtual CPU, exception delivery, the interpreter for sensitive
+//! instructions, the translator and the run loop on top of the host layer.
+
+pub mod cpu;
+pub mod cpuid;
+pub mod emulate;
+pub mod machine;
+pub mod seg;
+pub mod translate;
+pub mod xfer;
+
+pub use machine::{Fault, Machine, Memory, Stop};

@@ -1,0 +1,65 @@
+//! The CPU model the guest sees: a coherent CPUID that advertises only what ringfold
+//! virtualizes correctly.
+
+/// CPUID leaf 1 EDX feature bits advertised.
+pub mod edx1 {
+    pub const FPU: u32 = 1 << 0;
+    pub const TSC: u32 = 1 << 4;
+    pub const MSR: u32 = 1 << 5;
+    pub const CX8: u32 = 1 << 8;
+    pub const SEP: u32 = 1 << 11;
+    pub const CMOV: u32 = 1 << 15;
+    pub const MMX: u32 = 1 << 23;
+    pub const FXSR: u32 = 1 << 24;
+    pub const SSE: u32 = 1 << 25;
+    pub const SSE2: u32 = 1 << 26;
+}
+
+const VENDOR: &[u8; 12] = b"AuthenticAMD";
+const BRAND: &[u8; 48] = b"ringfold virtual CPU (IA-32, binary translated)\0";
+
+/// Returns EAX, EBX, ECX, EDX for CPUID leaf `eax`, subleaf `ecx`.
+pub fn cpuid(leaf: u32, _sub: u32) -> [u32; 4] {
+    let w = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    match leaf {
+        0 => [1, w(&VENDOR[0..4]), w(&VENDOR[8..12]), w(&VENDOR[4..8])],
+        1 => {
+            // Family 0xF, model 0x4, stepping 0x8 (a K8-class part that runs 32-bit OSes).
+            let eax = (0xF << 8) | (0x4 << 4) | 0x8;
+            let ebx = 8 << 8; // CLFLUSH line size 64 bytes, 1 logical CPU, APIC ID 0
+            use edx1::*;
+            let edx = FPU | TSC | MSR | CX8 | SEP | CMOV | MMX | FXSR | SSE | SSE2;
+            [eax, ebx, 0, edx]
+        }
+        0x8000_0000 => [0x8000_0004, w(&VENDOR[0..4]), w(&VENDOR[8..12]), w(&VENDOR[4..8])],
+        0x8000_0001 => [0xF48, 0, 0, 0],
+        0x8000_0002..=0x8000_0004 => {
+            let o = (leaf - 0x8000_0002) as usize * 16;
+            [w(&BRAND[o..]), w(&BRAND[o + 4..]), w(&BRAND[o + 8..]), w(&BRAND[o + 12..])]
+        }
+        // Out-of-range leaves return the highest basic leaf's data (Intel) / zeros (AMD):
+        // we follow AMD.
+        _ => [0; 4],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn vendor_and_features_are_coherent() {
+        let r = cpuid(0, 0);
+        assert!(r[0] >= 1);
+        let mut v = Vec::new();
+        for x in [r[1], r[3], r[2]] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        assert_eq!(&v, VENDOR);
+        let f = cpuid(1, 0);
+        assert_eq!((f[0] >> 8) & 0xF, 0xF);
+        // Paging features are not advertised until shadow paging exists.
+        assert_eq!(f[3] & ((1 << 3) | (1 << 6) | (1 << 13)), 0);
+        assert_eq!(cpuid(0x8000_0001, 0)[3] & (1 << 11), 0, "no SYSCALL in legacy mode");
+        assert_eq!(cpuid(7, 0), [0; 4]);
+    }
+}

@@ -1,0 +1,581 @@
+//! Scan-before-execute translator: guest code is decoded into blocks in the translation
+//! cache. Innocuous instructions are copied byte for byte (same mode, same semantics);
+//! direct branches are chained to translated targets (through link stubs until the target
+//! exists); CALL rel pushes the exact guest return EIP; every sensitive instruction,
+//! indirect branch and return becomes an exit to the monitor's interpreter.
+//!
+//! Pure logic: the cache is a byte buffer whose host address is known; the host layer
+//! only provides the buffer and the 64-bit exit stub encoding.
+
+use iced_x86::{CpuidFeature, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register};
+use std::collections::{BTreeMap, HashMap};
+
+/// What a translation depends on besides the bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// Linear address of the first instruction.
+    pub lin: u32,
+    pub cs_base: u32,
+    pub cs_limit: u32,
+    pub cpl: u8,
+    /// FPU availability: bit0 CR0.TS, bit1 CR0.EM, bit2 CR4.OSFXSR, bit3 CR0.MP.
+    pub fpu: u8,
+}
+
+impl Key {
+    pub fn eip(&self) -> u32 {
+        self.lin.wrapping_sub(self.cs_base)
+    }
+    fn with_eip(&self, eip: u32) -> Key {
+        Key { lin: self.cs_base.wrapping_add(eip), ..*self }
+    }
+}
+
+/// Why a translator site exits to the monitor.
+#[derive(Clone, Debug)]
+pub enum SiteKind {
+    /// Interpret this guest instruction (sensitive, indirect branch, return, invalid).
+    Emulate(Box<Instruction>),
+    /// x87/MMX/SSE instruction that must raise #NM or #UD in the current FPU mode.
+    Fpu { eip: u32, sse: bool },
+    /// A direct branch to a target without translation yet. `patch` is the TC offset of
+    /// the rel32 to fix up; `undo_push` is set for CALL (the return address was pushed).
+    Link { target: Key, branch_eip: u32, patch: usize, undo_push: bool },
+    /// Instruction fetch at `eip` fails (beyond the CS limit): #GP(0) there.
+    FetchFault { eip: u32 },
+    /// Entry of an invalidated block: translate `key` afresh.
+    Dispatch { key: Key },
+}
+
+/// A translated block.
+#[derive(Clone, Debug)]
+pub struct Block {
+    pub key: Key,
+    /// TC offsets [start, end) of the block's code (excluding its stubs).
+    pub start: usize,
+    pub end: usize,
+    /// Guest linear bytes [lin_start, lin_end) the block was translated from.
+    pub lin_end: u32,
+    /// (TC offset, guest EIP) of each guest instruction's translation, ascending.
+    pub insns: Vec<(usize, u32)>,
+    pub live: bool,
+}
+
+/// Counters shown with --stats and used by benchmarks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcStats {
+    pub blocks: u64,
+    pub guest_insns: u64,
+    pub flushes: u64,
+    pub invalidations: u64,
+    pub links: u64,
+}
+
+/// Translation cache bookkeeping.
+pub struct TCache {
+    /// Host linear address of `buf[0]` (the executable view).
+    pub host_base: u32,
+    size: usize,
+    top: usize,
+    map: HashMap<Key, usize>,
+    pub blocks: Vec<Block>,
+    /// TC start offset -> block index, for mapping host faults back.
+    by_start: BTreeMap<usize, usize>,
+    pub sites: Vec<SiteKind>,
+    /// Guest page -> blocks translated from it.
+    pages: HashMap<u32, Vec<usize>>,
+    pub stats: TcStats,
+    exit_stub: fn(u32) -> [u8; 19],
+    /// 32-bit code selector of the host's 64-bit code (far-jump target selector).
+    host_cs64: u16,
+}
+
+/// Errors the translator reports (not guest exceptions).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TranslateError {
+    #[error("16-bit code segments are not supported yet (guest CS descriptor has D=0)")]
+    Code16,
+    #[error("16-bit near branches (operand-size prefix) are not supported yet at EIP {0:#x}")]
+    Branch16(u32),
+}
+
+const MAX_INSNS: usize = 64;
+/// Worst case bytes one block needs (instructions, links, stubs).
+const MAX_BLOCK_BYTES: usize = MAX_INSNS * (16 + 40) + 512;
+const STUB32: usize = 7;
+const STUB64: usize = 19;
+
+/// CPUID features whose instructions may run natively (what our CPUID advertises).
+fn feature_allowed(f: CpuidFeature) -> bool {
+    use CpuidFeature as F;
+    matches!(
+        f,
+        F::INTEL8086 | F::INTEL186 | F::INTEL286 | F::INTEL386 | F::INTEL486 | F::FPU | F::FPU287
+            | F::FPU387 | F::CMOV | F::CX8 | F::MMX | F::SSE | F::SSE2 | F::FXSR | F::MULTIBYTENOP
+            | F::PAUSE | F::CLFSH | F::TSC | F::MSR | F::CPUID | F::SEP
+    )
+}
+
+fn is_fpu_feature(f: CpuidFeature) -> Option<bool> {
+    use CpuidFeature as F;
+    match f {
+        F::FPU | F::FPU287 | F::FPU387 | F::MMX => Some(false),
+        F::SSE | F::SSE2 => Some(true),
+        _ => None,
+    }
+}
+
+/// How one instruction is translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Copy,
+    Jcc,
+    Jmp,
+    Call,
+    LoopLike,
+    Emulate,
+    Fpu { sse: bool },
+}
+
+/// Classifies a decoded 32-bit instruction (translator policy; unit-tested).
+pub fn classify(i: &Instruction, fpu: u8) -> Class {
+    use Mnemonic as M;
+    if i.code() == iced_x86::Code::INVALID {
+        return Class::Emulate;
+    }
+    // VEX/EVEX/XOP encodings (AVX...) are not advertised: #UD via the interpreter.
+    if i.encoding() != iced_x86::EncodingKind::Legacy {
+        return Class::Emulate;
+    }
+    let feats = i.cpuid_features();
+    if feats.iter().any(|f| !feature_allowed(*f)) {
+        return Class::Emulate;
+    }
+    let fp = feats.iter().find_map(|f| is_fpu_feature(*f));
+    let (ts, em, osfxsr, mp) = (fpu & 1 != 0, fpu & 2 != 0, fpu & 4 != 0, fpu & 8 != 0);
+    if let Some(sse) = fp {
+        let mmx_or_x87 = !sse;
+        let fx = matches!(i.mnemonic(), M::Fxsave | M::Fxrstor);
+        if (sse && !fx && (!osfxsr || em)) || ts || (mmx_or_x87 && em) {
+            return Class::Fpu { sse: sse && !fx };
+        }
+    }
+    if matches!(i.mnemonic(), M::Wait) && ts && mp {
+        return Class::Fpu { sse: false };
+    }
+    match i.flow_control() {
+        FlowControl::Next => {}
+        FlowControl::UnconditionalBranch if i.op0_kind() == OpKind::NearBranch32 => return Class::Jmp,
+        FlowControl::ConditionalBranch if i.op0_kind() == OpKind::NearBranch32 => {
+            return if matches!(i.mnemonic(), M::Loop | M::Loope | M::Loopne | M::Jecxz | M::Jcxz) {
+                Class::LoopLike
+            } else {
+                Class::Jcc
+            };
+        }
+        FlowControl::Call if i.op0_kind() == OpKind::NearBranch32 => return Class::Call,
+        _ => return Class::Emulate,
+    }
+    // Sensitive instructions with sequential flow.
+    let sensitive = matches!(
+        i.mnemonic(),
+        M::Pushf | M::Pushfd | M::Popf | M::Popfd | M::Cli | M::Sti | M::Hlt | M::In | M::Out
+            | M::Insb | M::Insw | M::Insd | M::Outsb | M::Outsw | M::Outsd | M::Lar | M::Lsl
+            | M::Verr | M::Verw | M::Sgdt | M::Sidt | M::Sldt | M::Str | M::Smsw | M::Lmsw
+            | M::Lgdt | M::Lidt | M::Lldt | M::Ltr | M::Clts | M::Invd | M::Wbinvd | M::Invlpg
+            | M::Rdmsr | M::Wrmsr | M::Rdtsc | M::Rdtscp | M::Rdpmc | M::Rdpid | M::Cpuid
+            | M::Sysenter | M::Sysexit | M::Syscall | M::Sysret | M::Bound | M::Lds | M::Les
+            | M::Lfs | M::Lgs | M::Lss | M::Xgetbv | M::Monitor | M::Mwait
+    );
+    if sensitive {
+        return Class::Emulate;
+    }
+    for n in 0..i.op_count() {
+        if i.op_kind(n) == OpKind::Register {
+            let r = i.op_register(n);
+            if r.is_segment_register() || r.is_cr() || r.is_dr() || r.is_tr() {
+                return Class::Emulate;
+            }
+        }
+    }
+    // Data accesses through CS would use the translation cache's code segment.
+    if i.segment_prefix() == Register::CS
+        && (0..i.op_count()).any(|n| {
+            matches!(i.op_kind(n), OpKind::Memory | OpKind::MemorySegSI | OpKind::MemorySegESI | OpKind::MemorySegDI | OpKind::MemorySegEDI | OpKind::MemorySegRSI | OpKind::MemorySegRDI)
+        })
+        || (i.mnemonic() == M::Xlatb && i.segment_prefix() == Register::CS)
+    {
+        return Class::Emulate;
+    }
+    Class::Copy
+}
+
+impl TCache {
+    pub fn new(host_base: u32, size: usize, exit_stub: fn(u32) -> [u8; 19], host_cs64: u16) -> Self {
+        TCache {
+            host_base,
+            size,
+            top: 0,
+            map: HashMap::new(),
+            blocks: Vec::new(),
+            by_start: BTreeMap::new(),
+            sites: Vec::new(),
+            pages: HashMap::new(),
+            stats: TcStats::default(),
+            exit_stub,
+            host_cs64,
+        }
+    }
+
+    /// Drops every translation (TC full, or a global change).
+    pub fn flush(&mut self) {
+        self.top = 0;
+        self.map.clear();
+        self.blocks.clear();
+        self.by_start.clear();
+        self.sites.clear();
+        self.pages.clear();
+        self.stats.flushes += 1;
+    }
+
+    pub fn lookup(&self, key: &Key) -> Option<u32> {
+        self.map.get(key).map(|off| self.host_base + *off as u32)
+    }
+
+    /// Guest pages that currently hold translated code.
+    pub fn code_pages(&self) -> impl Iterator<Item = u32> + '_ {
+        self.pages.keys().copied()
+    }
+
+    pub fn has_code_page(&self, page: u32) -> bool {
+        self.pages.contains_key(&page)
+    }
+
+    /// Maps a host EIP inside translated code back to (block, guest EIP).
+    pub fn guest_eip_of(&self, host_eip: u32) -> Option<(Key, u32)> {
+        let off = host_eip.checked_sub(self.host_base)? as usize;
+        let (_, &bi) = self.by_start.range(..=off).next_back()?;
+        let b = &self.blocks[bi];
+        if off >= b.end {
+            return None;
+        }
+        let idx = b.insns.partition_point(|(o, _)| *o <= off);
+        let (_, eip) = *b.insns.get(idx.checked_sub(1)?)?;
+        Some((b.key, eip))
+    }
+
+    /// Emits a 32-bit `ljmp 0x33:stub64` at `tc[at..]` plus the 64-bit stub at `stub_at`.
+    fn emit_exit(&mut self, tc: &mut [u8], at: usize, stub_at: usize, kind: SiteKind) {
+        let site = self.sites.len() as u32;
+        self.sites.push(kind);
+        tc[at] = 0xEA;
+        tc[at + 1..at + 5].copy_from_slice(&(self.host_base + stub_at as u32).to_le_bytes());
+        tc[at + 5..at + 7].copy_from_slice(&self.host_cs64.to_le_bytes());
+        tc[stub_at..stub_at + STUB64].copy_from_slice(&(self.exit_stub)(site));
+    }
+
+    /// Overwrites the entry of every live block translated from guest page `page` with an
+    /// exit that re-translates (stale chained jumps into it then reach the monitor).
+    /// Returns how many blocks died.
+    pub fn invalidate_page(&mut self, tc: &mut [u8], page: u32) -> usize {
+        let Some(list) = self.pages.remove(&page) else { return 0 };
+        let mut n = 0;
+        for bi in list {
+            if !self.blocks[bi].live {
+                continue;
+            }
+            let b = self.blocks[bi].clone();
+            self.blocks[bi].live = false;
+            if self.map.get(&b.key) == Some(&b.start) {
+                self.map.remove(&b.key);
+            }
+            if self.top + STUB64 + 16 > self.size {
+                // No room for a stub: the caller flushes everything instead.
+                self.flush();
+                return n + 1;
+            }
+            let stub_at = self.top;
+            self.top += STUB64 + 5;
+            self.emit_exit(tc, b.start, stub_at, SiteKind::Dispatch { key: b.key });
+            n += 1;
+        }
+        self.stats.invalidations += n as u64;
+        n
+    }
+
+    /// Patches a link site's rel32 at TC offset `patch` to jump to `target_host`.
+    pub fn patch_link(&mut self, tc: &mut [u8], patch: usize, target_host: u32) {
+        let rel = target_host.wrapping_sub(self.host_base + patch as u32 + 4);
+        tc[patch..patch + 4].copy_from_slice(&rel.to_le_bytes());
+        self.stats.links += 1;
+    }
+
+    /// Translates the block at `key`, writing into `tc` (the writable view of the cache).
+    /// `fetch(lin, buf)` reads guest code bytes. Returns the block's host address.
+    pub fn translate(
+        &mut self,
+        tc: &mut [u8],
+        key: Key,
+        mut fetch: impl FnMut(u32, &mut [u8]),
+    ) -> Result<u32, TranslateError> {
+        if let Some(h) = self.lookup(&key) {
+            return Ok(h);
+        }
+        if self.top + MAX_BLOCK_BYTES > self.size {
+            self.flush();
+        }
+        let start = self.top;
+        // Code goes first; exit stubs go after MAX_INSNS*... bytes reserved for code.
+        let mut code = start;
+        let mut stubs: Vec<(usize, SiteKind)> = Vec::new(); // (32-bit exit position, kind)
+        let mut rel_links: Vec<(usize, Key, u32, bool)> = Vec::new(); // (rel32 pos, target, branch eip, call)
+        let mut insns = Vec::new();
+        let mut eip = key.eip();
+        let limit = key.cs_limit;
+        let mut lin_end = key.lin;
+        let mut ended = false;
+        for _ in 0..MAX_INSNS {
+            let mut bytes = [0u8; 16];
+            let lin = key.cs_base.wrapping_add(eip);
+            fetch(lin, &mut bytes);
+            let mut dec = Decoder::with_ip(32, &bytes, eip as u64, DecoderOptions::NONE);
+            let i = dec.decode();
+            let len = i.len().max(1) as u32;
+            insns.push((code, eip));
+            if eip as u64 + len as u64 - 1 > limit as u64 {
+                stubs.push((code, SiteKind::FetchFault { eip }));
+                code += STUB32;
+                ended = true;
+                break;
+            }
+            lin_end = lin.wrapping_add(len);
+            let next = eip.wrapping_add(len);
+            if i.op0_kind() == OpKind::NearBranch16 {
+                return Err(TranslateError::Branch16(eip));
+            }
+            match classify(&i, key.fpu) {
+                Class::Copy => {
+                    tc[code..code + len as usize].copy_from_slice(&bytes[..len as usize]);
+                    code += len as usize;
+                    eip = next;
+                }
+                Class::Jcc => {
+                    let cc = i.condition_code() as u8 - 1;
+                    tc[code] = 0x0F;
+                    tc[code + 1] = 0x80 | cc;
+                    rel_links.push((code + 2, key.with_eip(i.near_branch32()), eip, false));
+                    code += 6;
+                    tc[code] = 0xE9;
+                    rel_links.push((code + 1, key.with_eip(next), eip, false));
+                    code += 5;
+                    ended = true;
+                }
+                Class::Jmp => {
+                    tc[code] = 0xE9;
+                    rel_links.push((code + 1, key.with_eip(i.near_branch32()), eip, false));
+                    code += 5;
+                    ended = true;
+                }
+                Class::Call => {
+                    tc[code] = 0x68;
+                    tc[code + 1..code + 5].copy_from_slice(&next.to_le_bytes());
+                    tc[code + 5] = 0xE9;
+                    rel_links.push((code + 6, key.with_eip(i.near_branch32()), eip, true));
+                    code += 10;
+                    ended = true;
+                }
+                Class::LoopLike => {
+                    // loop/jecxz +2; jmp +5; jmp target; jmp next
+                    let l = len as usize;
+                    tc[code..code + l].copy_from_slice(&bytes[..l]);
+                    tc[code + l - 1] = 2;
+                    code += l;
+                    tc[code] = 0xEB;
+                    tc[code + 1] = 5;
+                    code += 2;
+                    tc[code] = 0xE9;
+                    rel_links.push((code + 1, key.with_eip(i.near_branch32()), eip, false));
+                    code += 5;
+                    tc[code] = 0xE9;
+                    rel_links.push((code + 1, key.with_eip(next), eip, false));
+                    code += 5;
+                    ended = true;
+                }
+                Class::Emulate => {
+                    stubs.push((code, SiteKind::Emulate(Box::new(i))));
+                    code += STUB32;
+                    ended = true;
+                }
+                Class::Fpu { sse } => {
+                    stubs.push((code, SiteKind::Fpu { eip, sse }));
+                    code += STUB32;
+                    ended = true;
+                }
+            }
+            if ended {
+                break;
+            }
+        }
+        if !ended {
+            tc[code] = 0xE9;
+            insns.push((code, eip));
+            rel_links.push((code + 1, key.with_eip(eip), eip, false));
+            code += 5;
+        }
+        // Pad so that an invalidation can overwrite the entry with a 7-byte far jump.
+        while code - start < STUB32 {
+            tc[code] = 0xCC;
+            code += 1;
+        }
+        let end = code;
+        let mut tail = end;
+        for (at, kind) in stubs {
+            self.emit_exit(tc, at, tail, kind);
+            tail += STUB64;
+        }
+        let block_index = self.blocks.len();
+        // Links: a direct jump when the target exists, else a link stub.
+        for (pos, target, branch_eip, call) in rel_links {
+            let dest = match (self.lookup(&target), target == key) {
+                (Some(h), _) => h,
+                (None, true) => self.host_base + start as u32,
+                (None, false) => {
+                    let at = tail;
+                    let stub_at = tail + STUB32;
+                    tail += STUB32 + STUB64;
+                    self.emit_exit(tc, at, stub_at, SiteKind::Link { target, branch_eip, patch: pos, undo_push: call });
+                    self.host_base + at as u32
+                }
+            };
+            let rel = dest.wrapping_sub(self.host_base + pos as u32 + 4);
+            tc[pos..pos + 4].copy_from_slice(&rel.to_le_bytes());
+        }
+        self.top = (tail + 15) & !15;
+        self.stats.blocks += 1;
+        self.stats.guest_insns += insns.len() as u64;
+        let first_page = key.lin >> 12;
+        let last_page = lin_end.wrapping_sub(1) >> 12;
+        let mut p = first_page;
+        loop {
+            self.pages.entry(p).or_default().push(block_index);
+            if p == last_page {
+                break;
+            }
+            p = p.wrapping_add(1);
+        }
+        self.blocks.push(Block { key, start, end, lin_end, insns, live: true });
+        self.by_start.insert(start, block_index);
+        self.map.insert(key, start);
+        Ok(self.host_base + start as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(bytes: &[u8]) -> Instruction {
+        Decoder::with_ip(32, bytes, 0x1000, DecoderOptions::NONE).decode()
+    }
+
+    #[test]
+    fn innocuous_instructions_are_copied() {
+        for b in [&[0x01, 0xC8][..], &[0x8B, 0x45, 0x08], &[0x0F, 0xAF, 0xC1], &[0xF3, 0xA5], &[0x66, 0x0F, 0xFE, 0xC1]] {
+            assert_eq!(classify(&dec(b), 4), Class::Copy, "{b:x?}");
+        }
+    }
+
+    #[test]
+    fn sensitive_instructions_exit() {
+        let cases: &[&[u8]] = &[
+            &[0x9C], &[0x9D], &[0xFA], &[0xFB], &[0xF4], &[0xE4, 0x60], &[0xEE], &[0xF3, 0x6C], &[0x6E],
+            &[0xCD, 0x80], &[0xCC], &[0xCE], &[0x62, 0x03], &[0x0F, 0x0B], &[0xEA, 0, 0, 0, 0, 0x33, 0],
+            &[0xFF, 0x28], &[0xCB], &[0xCF], &[0xC3], &[0xFF, 0xE0], &[0xFF, 0xD0],
+            &[0x8E, 0xD8], &[0x8C, 0xD8], &[0x1E], &[0x1F], &[0x0F, 0xA0], &[0x0F, 0xA9], &[0xC5, 0x06, 0, 0, 0, 0],
+            &[0x0F, 0xB2, 0x06], &[0x0F, 0x02, 0xC0], &[0x0F, 0x03, 0xC0], &[0x0F, 0x00, 0xE0], &[0x0F, 0x00, 0xE8],
+            &[0x0F, 0x01, 0x00], &[0x0F, 0x01, 0x08], &[0x0F, 0x00, 0xC0], &[0x0F, 0x00, 0xC8], &[0x0F, 0x01, 0xE0],
+            &[0x0F, 0x01, 0xF0], &[0x0F, 0x01, 0x10], &[0x0F, 0x01, 0x18], &[0x0F, 0x00, 0xD0], &[0x0F, 0x00, 0xD8],
+            &[0x0F, 0x06], &[0x0F, 0x20, 0xC0], &[0x0F, 0x22, 0xD8], &[0x0F, 0x21, 0xC0], &[0x0F, 0x23, 0xF8],
+            &[0x0F, 0x08], &[0x0F, 0x09], &[0x0F, 0x01, 0x38], &[0x0F, 0x32], &[0x0F, 0x30], &[0x0F, 0x31],
+            &[0x0F, 0x01, 0xF9], &[0x0F, 0x33], &[0xF3, 0x0F, 0xC7, 0xF8], &[0x0F, 0xA2], &[0x0F, 0x34],
+            &[0x0F, 0x35], &[0x0F, 0x05], &[0x0F, 0x07], &[0xC5, 0xF8, 0x77], &[0x0F, 0x01, 0xD0],
+            &[0x2E, 0x8B, 0x00], &[0x2E, 0xA4], &[0xF1], &[0xFF, 0xFF],
+        ];
+        for b in cases {
+            assert_eq!(classify(&dec(b), 4), Class::Emulate, "{b:x?} {}", dec(b));
+        }
+    }
+
+    #[test]
+    fn branches_and_fpu_modes() {
+        assert_eq!(classify(&dec(&[0x74, 0x10]), 4), Class::Jcc);
+        assert_eq!(classify(&dec(&[0xE9, 0, 0, 0, 0]), 4), Class::Jmp);
+        assert_eq!(classify(&dec(&[0xE8, 0, 0, 0, 0]), 4), Class::Call);
+        assert_eq!(classify(&dec(&[0xE2, 0xFE]), 4), Class::LoopLike);
+        assert_eq!(classify(&dec(&[0xE3, 0x00]), 4), Class::LoopLike);
+        let addps = [0x0F, 0x58, 0xC1];
+        assert_eq!(classify(&dec(&addps), 4), Class::Copy);
+        assert_eq!(classify(&dec(&addps), 0), Class::Fpu { sse: true }, "no OSFXSR");
+        assert_eq!(classify(&dec(&addps), 5), Class::Fpu { sse: true }, "TS");
+        let fadd = [0xD8, 0xC1];
+        assert_eq!(classify(&dec(&fadd), 0), Class::Copy);
+        assert_eq!(classify(&dec(&fadd), 2), Class::Fpu { sse: false }, "EM");
+        assert_eq!(classify(&dec(&[0x9B]), 1 | 8), Class::Fpu { sse: false }, "WAIT with TS+MP");
+        assert_eq!(classify(&dec(&[0x9B]), 1), Class::Copy, "WAIT with TS only");
+    }
+
+    fn stub(site: u32) -> [u8; 19] {
+        let mut s = [0x90u8; 19];
+        s[..4].copy_from_slice(&site.to_le_bytes());
+        s
+    }
+
+    #[test]
+    fn blocks_chain_and_map_back() {
+        let mut tc = vec![0u8; 1 << 20];
+        let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
+        // 0x100: add eax, ecx ; call 0x200 ; (0x107) 
+        let mut guest = vec![0x90u8; 0x1000];
+        guest[0x100..0x107].copy_from_slice(&[0x01, 0xC8, 0xE8, 0xF9, 0x00, 0x00, 0x00]);
+        guest[0x200..0x202].copy_from_slice(&[0x0F, 0x0B]); // ud2
+        let key = Key { lin: 0x100, cs_base: 0, cs_limit: 0xFFFF_FFFF, cpl: 0, fpu: 4 };
+        fn fetch(g: &[u8]) -> impl FnMut(u32, &mut [u8]) + '_ {
+            move |lin: u32, b: &mut [u8]| {
+                for (k, x) in b.iter_mut().enumerate() {
+                    *x = *g.get(lin as usize + k).unwrap_or(&0xFF);
+                }
+            }
+        }
+        let h = t.translate(&mut tc, key, fetch(&guest)).unwrap();
+        let off = (h - 0x1000_0000) as usize;
+        assert_eq!(&tc[off..off + 2], &[0x01, 0xC8]);
+        assert_eq!(tc[off + 2], 0x68, "push of the return address");
+        assert_eq!(&tc[off + 3..off + 7], &0x107u32.to_le_bytes());
+        assert_eq!(t.guest_eip_of(h + 1), Some((key, 0x100)));
+        assert_eq!(t.guest_eip_of(h + 2), Some((key, 0x102)));
+        // The call goes to a link site.
+        let rel = u32::from_le_bytes(tc[off + 8..off + 12].try_into().unwrap());
+        let link = (h + 12).wrapping_add(rel);
+        assert_eq!(tc[(link - 0x1000_0000) as usize], 0xEA);
+        assert!(matches!(t.sites.last(), Some(SiteKind::Link { undo_push: true, .. })));
+        // Translating the target and patching chains directly.
+        let k2 = Key { lin: 0x200, ..key };
+        let h2 = t.translate(&mut tc, k2, fetch(&guest)).unwrap();
+        t.patch_link(&mut tc, off + 8, h2);
+        let rel = u32::from_le_bytes(tc[off + 8..off + 12].try_into().unwrap());
+        assert_eq!((h + 12).wrapping_add(rel), h2);
+        // Invalidating the page turns both entries into dispatch exits.
+        assert_eq!(t.invalidate_page(&mut tc, 0), 2);
+        assert_eq!(tc[off], 0xEA);
+        assert!(t.lookup(&key).is_none());
+    }
+
+    #[test]
+    fn fetch_beyond_cs_limit_faults() {
+        let mut tc = vec![0u8; 1 << 20];
+        let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
+        let key = Key { lin: 0x0FFE, cs_base: 0, cs_limit: 0x0FFF, cpl: 3, fpu: 4 };
+        t.translate(&mut tc, key, |_, b| b.fill(0x90)).unwrap();
+        assert!(t.sites.iter().any(|s| matches!(s, SiteKind::FetchFault { eip: 0x1000 })));
+    }
+}
