@@ -1,1 +1,113 @@
-fn main() {}
+//! `ringfold`: run a 32-bit x86 guest natively in this unprivileged process.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use ringfold_devices::{DebugConsole, ExitDevice, PortBus, Uart16550};
+use ringfold_vmm::cpu::Cpu;
+use ringfold_vmm::vm::Vm;
+use ringfold_vmm::Stop;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit statuses of `ringfold run` besides the guest's own (odd values from the exit device).
+mod status {
+    pub const SETUP: u8 = 66;
+    pub const TRIPLE_FAULT: u8 = 80;
+    pub const HALTED: u8 = 82;
+    pub const UNSUPPORTED: u8 = 84;
+    pub const IO: u8 = 86;
+}
+
+#[derive(Parser)]
+#[command(name = "ringfold", version, about = "Run 32-bit x86 guests natively, without hardware virtualization")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Boot a guest kernel.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Multiboot v1 ELF32 kernel to boot.
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, default_value = "")]
+    append: String,
+    /// Initial ramdisk, passed as the first Multiboot module.
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// Guest RAM in MiB.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(2..=3072))]
+    mem: u64,
+    /// Treat accesses to unassigned I/O ports as errors instead of reading all ones.
+    #[arg(long)]
+    strict_io: bool,
+    /// Print monitor statistics to stderr when the guest stops.
+    #[arg(long)]
+    stats: bool,
+    /// Do not install the seccomp filter (debugging only).
+    #[arg(long, hide = true)]
+    no_seccomp: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run(a) => match run(a) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("ringfold: {e:#}");
+                ExitCode::from(status::SETUP)
+            }
+        },
+    }
+}
+
+fn run(a: RunArgs) -> Result<ExitCode> {
+    let Some(kernel_path) = a.kernel else {
+        bail!("no guest given: pass --kernel FILE (a Multiboot v1 ELF32 kernel)");
+    };
+    let kernel = std::fs::read(&kernel_path).with_context(|| format!("cannot read kernel {}", kernel_path.display()))?;
+    let initrd = match &a.initrd {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read initrd {}", p.display()))?),
+        None => None,
+    };
+    let mut ports = PortBus::new();
+    ports.set_strict(a.strict_io);
+    ports.register(ringfold_devices::DEBUG_CONSOLE_PORT, 1, Box::new(DebugConsole::stdout()))?;
+    ports.register(ringfold_devices::EXIT_PORT, ringfold_devices::EXIT_PORT_LEN, Box::new(ExitDevice::new()))?;
+    ports.register(ringfold_devices::COM1_PORT, ringfold_devices::UART_PORT_LEN, Box::new(Uart16550::stdout()))?;
+    let mut vm = Vm::new(a.mem << 20, ports).context("cannot create the VM")?;
+    let modules: Vec<ringfold_boot::Module> =
+        initrd.iter().map(|d| ringfold_boot::Module::new(d, "initrd")).collect();
+    let boot = ringfold_boot::load_multiboot(vm.ram_mut(), &kernel, &a.append, &modules)
+        .with_context(|| format!("cannot load {}", kernel_path.display()))?;
+    let tsc_offset = vm.cpu_mut().tsc_offset;
+    *vm.cpu_mut() = Cpu::multiboot_entry(boot.entry, boot.eax, boot.ebx);
+    vm.cpu_mut().tsc_offset = tsc_offset;
+    if !a.no_seccomp {
+        vm.lock_down().context("cannot install the seccomp filter")?;
+    }
+    let stop = vm.run();
+    if a.stats {
+        eprintln!("ringfold: stats: {:?} {:?}", vm.stats, vm.tc_stats());
+    }
+    Ok(match stop {
+        Stop::Exit(s) => ExitCode::from(s as u8),
+        other => {
+            eprintln!("ringfold: {other}");
+            ExitCode::from(match other {
+                Stop::TripleFault { .. } => status::TRIPLE_FAULT,
+                Stop::HaltedForever(_) => status::HALTED,
+                Stop::Io { .. } => status::IO,
+                _ => status::UNSUPPORTED,
+            })
+        }
+    })
+}

@@ -327,6 +327,11 @@ impl Gen {
             n += count(&u);
             items.extend(u);
         }
+        if matches!(items.last(), Some(Item::Label(_))) {
+            // A final branch target needs an instruction; top-level units
+            // ending in a label leave room for it (see `unit`).
+            items.push(Item::Ins(Instruction::with(Code::Nopd)));
+        }
         items
     }
 
@@ -343,7 +348,7 @@ impl Gen {
             let class = self.pick_class(ctx);
             let ok = self.gen_class(class, ctx, budget, &mut out).is_some()
                 && count(&out) > 0
-                && count(&out) <= budget.insns
+                && count(&out) + usize::from(ctx.top && matches!(out.last(), Some(Item::Label(_)))) <= budget.insns
                 && (budget.bytes == usize::MAX || self.bytes(&out) <= budget.bytes)
                 && (ctx.reserved == 0 || self.writes_mask(&out) & ctx.reserved == 0);
             if ok {
@@ -1312,7 +1317,8 @@ impl Gen {
                             (Code::Pinsrw_xmm_r32m16_imm8, 2),
                         ]);
                         if c == Code::Pinsrw_xmm_r32m16_imm8 {
-                            let src = self.rm(out, ctx, if self.rng.chance(50) { Sz::D } else { Sz::W }, false, 30)?;
+                            let ssz = if self.rng.chance(50) { Sz::D } else { Sz::W };
+                            let src = self.rm(out, ctx, ssz, false, 30)?;
                             let src = match src {
                                 M(m) => M(m),
                                 R(r) => R(R32[gidx(r)?]),

@@ -15,7 +15,7 @@ mod tramp;
 
 pub use ctx::Ctx;
 pub use ldt::{ldt_selector, LdtEntry};
-pub use mem::{AddressSpace, MemError};
+pub use mem::{rdtsc, AddressSpace, MemError};
 pub use tramp::{common_exit_addr, write_exit_stub, EXIT_STUB_LEN};
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -184,3 +184,40 @@ impl AddressSpace {
         unsafe { &mut *(CTX_ADDR as u64 as *mut crate::ctx::Ctx) }
     }
 }
+
+impl AddressSpace {
+    /// The writable translation cache and read-only guest RAM at once (the translator
+    /// fetches guest code while it writes translations).
+    pub fn tc_and_ram(&mut self) -> (&mut [u8], &[u8]) {
+        // SAFETY: the two mappings are distinct (different memfds), each valid for the
+        // life of self; &mut self guarantees no other monitor-side slice exists.
+        unsafe {
+            (
+                std::slice::from_raw_parts_mut(self.tc_alias.as_ptr(), TC_SIZE),
+                std::slice::from_raw_parts(self.ram_alias.as_ptr(), self.ram_size as usize),
+            )
+        }
+    }
+
+    /// Write-protects (or unprotects) one page of the low guest RAM mapping, so that guest
+    /// writes to pages holding translated code fault (self-modifying-code detection).
+    /// The monitor's own alias of RAM stays writable.
+    pub fn set_page_writable(&mut self, page: u32, writable: bool) -> Result<(), MemError> {
+        let addr = page << 12;
+        if addr < LOW_LIMIT || addr as u64 + 4096 > self.ram_size {
+            return Ok(());
+        }
+        let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
+        // SAFETY: the page lies inside the guest RAM mapping we own (checked above).
+        if unsafe { libc::mprotect(addr as u64 as *mut libc::c_void, 4096, prot) } != 0 {
+            return Err(MemError::Protect(last_err()));
+        }
+        Ok(())
+    }
+}
+
+/// The host's time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no memory effects; it is available on every x86-64 CPU.
+    unsafe { std::arch::x86_64::_rdtsc() }
+}

@@ -60,7 +60,7 @@ impl<M: Memory> Machine<M> {
         Sreg::from_iced(i.memory_segment()).unwrap_or(Sreg::Ds)
     }
 
-    fn read_op(&mut self, i: &Instruction, n: u32, size: u32) -> Ex<u32> {
+    pub(crate) fn read_op(&mut self, i: &Instruction, n: u32, size: u32) -> Ex<u32> {
         match i.op_kind(n) {
             OpKind::Register => {
                 let (idx, sz) = gpr_index(i.op_register(n));
@@ -76,7 +76,7 @@ impl<M: Memory> Machine<M> {
         }
     }
 
-    fn write_op(&mut self, i: &Instruction, n: u32, size: u32, v: u32) -> Ex<()> {
+    pub(crate) fn write_op(&mut self, i: &Instruction, n: u32, size: u32, v: u32) -> Ex<()> {
         match i.op_kind(n) {
             OpKind::Register => {
                 let r = i.op_register(n);
@@ -91,7 +91,7 @@ impl<M: Memory> Machine<M> {
         }
     }
 
-    fn op_size(i: &Instruction, n: u32) -> u32 {
+    pub(crate) fn op_size(i: &Instruction, n: u32) -> u32 {
         match i.op_kind(n) {
             OpKind::Register => i.op_register(n).size() as u32,
             OpKind::Memory => i.memory_size().size() as u32,

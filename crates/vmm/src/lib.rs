@@ -8,6 +8,7 @@ pub mod emulate;
 pub mod machine;
 pub mod seg;
 pub mod translate;
+pub mod vm;
 pub mod xfer;
 
 pub use machine::{Fault, Machine, Memory, Stop};
