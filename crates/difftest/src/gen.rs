@@ -190,7 +190,20 @@ struct Sub {
     ret_imm: u16,
     /// XMM registers the body may read (defined at the definition point).
     xmm_req: u8,
+    /// Upper bound on instructions executed by one call.
+    cost: u64,
+    /// Longest chain of nested calls starting with this subroutine.
+    depth: u32,
 }
+
+/// Subroutine bodies only call subroutines cheaper / shallower than this,
+/// which bounds both run time and stack use however long the sequence is.
+const SUB_CALL_MAX_COST: u64 = 2000;
+const SUB_CALL_MAX_DEPTH: u32 = 6;
+/// At most this many subroutines per case.
+const MAX_SUBS: usize = 32;
+/// Worst-case iterations of code inside nested loops (two levels of <= 4).
+const LOOP_FACTOR: u64 = 16;
 
 /// Generation state that must be rolled back when a unit is discarded.
 #[derive(Clone, Debug)]
@@ -385,7 +398,7 @@ impl Gen {
 
     fn pick_class(&mut self, ctx: Ctx) -> Class {
         let flow_ok = ctx.nest < 2;
-        let sub_ok = !ctx.in_sub && ctx.reserved == 0 && ctx.nest < 2;
+        let sub_ok = !ctx.in_sub && ctx.reserved == 0 && ctx.nest < 2 && self.st.subs.len() < MAX_SUBS;
         let call_ok = ctx.reserved == 0 && !self.st.subs.is_empty();
         let w = |ok: bool, w: u32| if ok { w } else { 0 };
         self.rng.weighted(&[
@@ -1563,10 +1576,21 @@ impl Gen {
         let units = self.rng.range(1, 3) as usize;
         let body = self.block(body_ctx, units, room);
         self.st.xmm_def = xmm_before;
+        // Bound the work of one call from the body's size and the subroutines it calls.
+        let mut cost = LOOP_FACTOR * (count(&body) as u64 + 1);
+        let mut depth = 1;
+        for it in &body {
+            if let Item::Branch(_, l) | Item::LabelImm(_, l) = it {
+                if let Some(callee) = self.st.subs.iter().find(|s| s.label == *l) {
+                    cost += callee.cost;
+                    depth = depth.max(callee.depth + 1);
+                }
+            }
+        }
         out.extend(body);
         out.push(Item::Ins(ret));
         out.push(Item::Label(over));
-        let sub = Sub { label: entry, ret_imm, xmm_req: xmm_before };
+        let sub = Sub { label: entry, ret_imm, xmm_req: xmm_before, cost, depth };
         self.st.subs.push(sub);
         if budget.insns - count(out) >= 3 && self.rng.chance(85) {
             self.call_sub(ctx, sub, out)?;
@@ -1588,6 +1612,9 @@ impl Gen {
     /// preceded by the argument push a `ret 4` subroutine expects.
     fn call_sub(&mut self, ctx: Ctx, sub: Sub, out: &mut Vec<Item>) -> Option<()> {
         if ctx.reserved != 0 || sub.xmm_req & !self.st.xmm_def != 0 {
+            return None;
+        }
+        if ctx.in_sub && (sub.cost > SUB_CALL_MAX_COST || sub.depth >= SUB_CALL_MAX_DEPTH) {
             return None;
         }
         if sub.ret_imm == 4 {

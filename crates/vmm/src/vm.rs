@@ -441,3 +441,40 @@ impl Vm {
 fn host_stop(e: ringfold_host::MemError) -> Stop {
     Stop::Unsupported { eip: 0, what: format!("host memory operation failed: {e}") }
 }
+
+/// Exit-site value the native runner's terminator reports.
+const NATIVE_DONE: u32 = 0xFFFF_0000;
+
+impl Vm {
+    /// Runs raw 32-bit code at `entry` NATIVELY (untranslated, flat CS/DS/ES/SS, CPL3) from
+    /// guest RAM, for the differential test's oracle. The runner appends a far jump back to
+    /// the host at `end`. Returns the final GPRs and host EFLAGS, or the host trap number.
+    pub fn run_native(&mut self, entry: u32, end: u32, gpr: [u32; 8], eflags: u32) -> Result<([u32; 8], u32), u32> {
+        self.sync_code_writes().expect("sync");
+        let stub_at = end + 7;
+        let mut t = [0u8; 7];
+        t[0] = 0xEA;
+        t[1..5].copy_from_slice(&stub_at.to_le_bytes());
+        t[5..7].copy_from_slice(&HOST_CS64.to_le_bytes());
+        let mut s = [0u8; ringfold_host::EXIT_STUB_LEN];
+        ringfold_host::write_exit_stub(&mut s, NATIVE_DONE);
+        self.m.mem.write(end, &t);
+        self.m.mem.write(stub_at, &s);
+        self.sync_code_writes().expect("sync");
+        let first = entry & !0xFFF;
+        let len = ((stub_at + s.len() as u32 + 0xFFF) & !0xFFF) - first;
+        let space = self.m.mem.host.space_mut();
+        space.protect_low(first, len, true).expect("mprotect");
+        let ds = ldt_selector(ringfold_host::FLAT_DS_SLOT);
+        let ctx = self.m.mem.host.ctx_mut();
+        ctx.gpr = gpr;
+        ctx.eflags = eflags;
+        (ctx.ds, ctx.es, ctx.ss, ctx.fs, ctx.gs) = (ds, ds, ds, 0, 0);
+        ctx.cs = ldt_selector(TC_CS_SLOT);
+        ctx.eip = entry;
+        self.m.mem.host.enter();
+        let ctx = self.m.mem.host.ctx_mut().clone();
+        self.m.mem.host.space_mut().protect_low(first, len, false).expect("mprotect");
+        if ctx.exit_site == NATIVE_DONE { Ok((ctx.gpr, ctx.eflags)) } else { Err(ctx.trapno) }
+    }
+}
