@@ -5,6 +5,7 @@
 pub mod cpu;
 pub mod cpuid;
 pub mod emulate;
+pub mod fxhash;
 pub mod machine;
 pub mod seg;
 pub mod translate;

@@ -8,7 +8,8 @@
 //! only provides the buffer and the 64-bit exit stub encoding.
 
 use iced_x86::{CpuidFeature, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register};
-use std::collections::{BTreeMap, HashMap};
+use crate::fxhash::FxHashMap as HashMap;
+use std::collections::BTreeMap;
 
 /// What a translation depends on besides the bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -216,11 +217,11 @@ impl TCache {
             host_base,
             size,
             top: 0,
-            map: HashMap::new(),
+            map: HashMap::default(),
             blocks: Vec::new(),
             by_start: BTreeMap::new(),
             sites: Vec::new(),
-            pages: HashMap::new(),
+            pages: HashMap::default(),
             stats: TcStats::default(),
             exit_stub,
             host_cs64,

@@ -9,7 +9,7 @@ use ringfold_devices::PortBus;
 use ringfold_host::ctx::EXIT_SIGNAL;
 use ringfold_host::layout::{HOST_CS64, MONITOR_START, TC_SIZE, TC_START};
 use ringfold_host::{ldt_selector, HostError, HostVm, LdtEntry, FIRST_SHADOW_SLOT, TC_CS_SLOT};
-use std::collections::{HashMap, HashSet};
+use crate::fxhash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 /// Guest RAM backed by the host memfd, with self-modifying-code tracking.
 pub struct HostMemory {
@@ -53,13 +53,16 @@ struct Shadows {
     slots: Vec<Option<u64>>,
     by_desc: HashMap<u64, u16>,
     clock: usize,
+    /// Per segment register: the guest register and host selector used at the last entry
+    /// (most entries load the same segments again).
+    last: [(SegReg, u16); 6],
 }
 
 const SHADOW_SLOTS: usize = 64;
 
 impl Shadows {
     fn new() -> Self {
-        Shadows { slots: vec![None; SHADOW_SLOTS], by_desc: HashMap::new(), clock: 0 }
+        Shadows { slots: vec![None; SHADOW_SLOTS], by_desc: HashMap::default(), clock: 0, last: [(SegReg::default(), 0); 6] }
     }
 
     /// Host selector for a guest segment register (0 for a null selector).
@@ -84,6 +87,9 @@ impl Shadows {
                 if !in_use.contains(&sel) {
                     if let Some(old) = self.slots[self.clock].take() {
                         self.by_desc.remove(&old);
+                    }
+                    for l in self.last.iter_mut().filter(|l| l.1 == sel) {
+                        l.1 = u16::MAX;
                     }
                     break self.clock;
                 }
@@ -136,7 +142,7 @@ impl Vm {
     /// Creates the VM (reserving the process's low 4 GiB) with `ram_size` bytes of RAM.
     pub fn new(ram_size: u64, ports: PortBus) -> Result<Vm, HostError> {
         let host = HostVm::new(ram_size)?;
-        let mem = HostMemory { host, ram_size: ram_size as u32, protected: HashSet::new(), dirty: Vec::new() };
+        let mem = HostMemory { host, ram_size: ram_size as u32, protected: HashSet::default(), dirty: Vec::new() };
         let mut m = Machine::new(mem, ports);
         m.clock = ringfold_host::rdtsc;
         m.cpu.tsc_offset = -(ringfold_host::rdtsc() as i64);
@@ -280,7 +286,14 @@ impl Vm {
         let mut sels = [0u16; 6];
         for s in [Sreg::Es, Sreg::Ss, Sreg::Ds, Sreg::Fs, Sreg::Gs] {
             let r = *self.m.cpu.sreg(s);
-            sels[s as usize] = self.shadows.selector(&mut self.m.mem.host, &r, &sels)?;
+            let (last_r, last_sel) = self.shadows.last[s as usize];
+            sels[s as usize] = if last_r == r && last_sel != u16::MAX {
+                last_sel
+            } else {
+                let sel = self.shadows.selector(&mut self.m.mem.host, &r, &sels)?;
+                self.shadows.last[s as usize] = (r, sel);
+                sel
+            };
         }
         let cpu = &self.m.cpu;
         let ctx = self.m.mem.host.ctx_mut();
@@ -302,15 +315,25 @@ impl Vm {
     }
 
     fn site_exit(&mut self, site: usize) -> Result<(), Stop> {
-        let kind = self.tc.sites.get(site).cloned().ok_or_else(|| Stop::Unsupported {
-            eip: self.m.cpu.eip,
-            what: format!("exit from unknown translator site {site}"),
-        })?;
-        match kind {
+        let Some(kind) = self.tc.sites.get(site) else {
+            return Err(Stop::Unsupported { eip: self.m.cpu.eip, what: format!("exit from unknown translator site {site}") });
+        };
+        // Copy what is needed out of the site without allocating (this is the hot path).
+        let kind = match kind {
             SiteKind::Emulate(i) => {
+                let i: iced_x86::Instruction = **i;
                 self.m.cpu.eip = i.ip32();
-                self.m.exec(&i)
+                return self.m.exec(&i);
             }
+            SiteKind::Fpu { eip, sse } => SiteKind::Fpu { eip: *eip, sse: *sse },
+            SiteKind::FetchFault { eip } => SiteKind::FetchFault { eip: *eip },
+            SiteKind::Dispatch { key } => SiteKind::Dispatch { key: *key },
+            SiteKind::Link { target, branch_eip, patch, undo_push } => {
+                SiteKind::Link { target: *target, branch_eip: *branch_eip, patch: *patch, undo_push: *undo_push }
+            }
+        };
+        match kind {
+            SiteKind::Emulate(_) => unreachable!(),
             SiteKind::Fpu { eip, sse } => {
                 self.m.cpu.eip = eip;
                 self.m.fpu_unavailable(sse)
