@@ -23,7 +23,8 @@
 //!   body cannot write.
 
 use iced_x86::{
-    Code, Encoder, Instruction, InstructionInfoFactory, MemoryOperand, Mnemonic, OpAccess, Register, RepPrefixKind,
+    Code, Encoder, Instruction, InstructionInfoFactory, MemoryOperand, Mnemonic, OpAccess,
+    Register, RepPrefixKind,
 };
 
 use crate::ir::{branch_size, code, count, ins, Item, Op};
@@ -81,7 +82,9 @@ const EDX: usize = 2;
 const ESI: usize = 6;
 const EDI: usize = 7;
 
-const CCS: [&str; 16] = ["o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g"];
+const CCS: [&str; 16] = [
+    "o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g",
+];
 
 /// Offsets (relative to EBP = MEM_BASE) of the accessible data window:
 /// `[DATA_ADDR, DATA_ADDR + 0x1000)`.
@@ -167,10 +170,19 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    pub(crate) const TOP: Ctx = Ctx { top: true, reserved: 0, nest: 0, in_sub: false };
+    pub(crate) const TOP: Ctx = Ctx {
+        top: true,
+        reserved: 0,
+        nest: 0,
+        in_sub: false,
+    };
 
     fn inner(self) -> Ctx {
-        Ctx { top: false, nest: self.nest + 1, ..self }
+        Ctx {
+            top: false,
+            nest: self.nest + 1,
+            ..self
+        }
     }
     fn can_write(self, g: usize) -> bool {
         self.reserved & bit(g) == 0
@@ -261,7 +273,11 @@ impl Gen {
             enc: Encoder::new(32),
             info: InstructionInfoFactory::new(),
             next_label: 0,
-            st: State { depth: 0, xmm_def: 0, subs: Vec::new() },
+            st: State {
+                depth: 0,
+                xmm_def: 0,
+                subs: Vec::new(),
+            },
         }
     }
 
@@ -302,7 +318,10 @@ impl Gen {
                     for u in self.info.info(i).used_registers() {
                         let w = matches!(
                             u.access(),
-                            OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+                            OpAccess::Write
+                                | OpAccess::CondWrite
+                                | OpAccess::ReadWrite
+                                | OpAccess::ReadCondWrite
                         );
                         if w {
                             if let Some(g) = gidx(u.register()) {
@@ -336,7 +355,13 @@ impl Gen {
         let mut items = Vec::new();
         let mut n = 0;
         while n < max_insns {
-            let u = self.unit(Ctx::TOP, Budget { insns: max_insns - n, bytes: usize::MAX });
+            let u = self.unit(
+                Ctx::TOP,
+                Budget {
+                    insns: max_insns - n,
+                    bytes: usize::MAX,
+                },
+            );
             n += count(&u);
             items.extend(u);
         }
@@ -361,7 +386,8 @@ impl Gen {
             let class = self.pick_class(ctx);
             let ok = self.gen_class(class, ctx, budget, &mut out).is_some()
                 && count(&out) > 0
-                && count(&out) + usize::from(ctx.top && matches!(out.last(), Some(Item::Label(_)))) <= budget.insns
+                && count(&out) + usize::from(ctx.top && matches!(out.last(), Some(Item::Label(_))))
+                    <= budget.insns
                 && (budget.bytes == usize::MAX || self.bytes(&out) <= budget.bytes)
                 && (ctx.reserved == 0 || self.writes_mask(&out) & ctx.reserved == 0);
             if ok {
@@ -379,7 +405,10 @@ impl Gen {
         let mut out = Vec::new();
         let (mut insns, mut bytes) = (0usize, 0usize);
         for _ in 0..units {
-            let rem = Budget { insns: budget.insns - insns, bytes: budget.bytes.saturating_sub(bytes) };
+            let rem = Budget {
+                insns: budget.insns - insns,
+                bytes: budget.bytes.saturating_sub(bytes),
+            };
             if rem.insns == 0 || rem.bytes < 8 {
                 break;
             }
@@ -398,7 +427,8 @@ impl Gen {
 
     fn pick_class(&mut self, ctx: Ctx) -> Class {
         let flow_ok = ctx.nest < 2;
-        let sub_ok = !ctx.in_sub && ctx.reserved == 0 && ctx.nest < 2 && self.st.subs.len() < MAX_SUBS;
+        let sub_ok =
+            !ctx.in_sub && ctx.reserved == 0 && ctx.nest < 2 && self.st.subs.len() < MAX_SUBS;
         let call_ok = ctx.reserved == 0 && !self.st.subs.is_empty();
         let w = |ok: bool, w: u32| if ok { w } else { 0 };
         self.rng.weighted(&[
@@ -421,7 +451,13 @@ impl Gen {
         ])
     }
 
-    fn gen_class(&mut self, class: Class, ctx: Ctx, budget: Budget, out: &mut Vec<Item>) -> Option<()> {
+    fn gen_class(
+        &mut self,
+        class: Class,
+        ctx: Ctx,
+        budget: Budget,
+        out: &mut Vec<Item>,
+    ) -> Option<()> {
         match class {
             Class::Alu => self.g_alu(ctx, out),
             Class::Unary => self.g_unary(ctx, out),
@@ -510,7 +546,14 @@ impl Gen {
     /// An EBP-based memory operand for an access of `size` bytes inside the
     /// data window. With `align == 1` it may use a masked index register
     /// (not in `idx_exclude`), emitting `and idx, 0x3f` into `out`.
-    fn mem(&mut self, out: &mut Vec<Item>, ctx: Ctx, size: u32, align: i64, idx_exclude: u8) -> MemoryOperand {
+    fn mem(
+        &mut self,
+        out: &mut Vec<Item>,
+        ctx: Ctx,
+        size: u32,
+        align: i64,
+        idx_exclude: u8,
+    ) -> MemoryOperand {
         let size = i64::from(size);
         let dsz = if self.rng.chance(15) { 4 } else { 1 };
         if align == 1 && self.rng.chance(25) {
@@ -519,7 +562,13 @@ impl Gen {
                 let hi = WIN_HI - size - 63 * i64::from(scale);
                 let d = self.disp(WIN_LO, hi, 1);
                 out.push(Item::Ins(ins(Code::And_rm32_imm8, &[R(idx), I(0x3F)])));
-                return MemoryOperand::with_base_index_scale_displ_size(Register::EBP, idx, scale, d, dsz);
+                return MemoryOperand::with_base_index_scale_displ_size(
+                    Register::EBP,
+                    idx,
+                    scale,
+                    d,
+                    dsz,
+                );
             }
         }
         let d = self.disp(WIN_LO, WIN_HI - size, align);
@@ -527,7 +576,14 @@ impl Gen {
     }
 
     /// A register or memory operand of size `sz`; memory with `mem_pct`%.
-    fn rm(&mut self, out: &mut Vec<Item>, ctx: Ctx, sz: Sz, write: bool, mem_pct: u64) -> Option<Op> {
+    fn rm(
+        &mut self,
+        out: &mut Vec<Item>,
+        ctx: Ctx,
+        sz: Sz,
+        write: bool,
+        mem_pct: u64,
+    ) -> Option<Op> {
         if !self.rng.chance(mem_pct) {
             if let Some(r) = self.reg(sz, ctx, write, 0) {
                 return Some(R(r));
@@ -554,7 +610,9 @@ impl Gen {
     // ------------------------------------------------------------------
 
     fn g_alu(&mut self, ctx: Ctx, out: &mut Vec<Item>) -> Option<()> {
-        let op = self.rng.pick(&["Add", "Or", "Adc", "Sbb", "And", "Sub", "Xor", "Cmp", "Test", "Mov"]);
+        let op = self.rng.pick(&[
+            "Add", "Or", "Adc", "Sbb", "And", "Sub", "Xor", "Cmp", "Test", "Mov",
+        ]);
         let sz = self.size();
         let b = sz.bits();
         let writes = op != "Cmp" && op != "Test";
@@ -564,7 +622,12 @@ impl Gen {
             0 => {
                 let dst = self.rm(out, ctx, sz, writes, 40)?;
                 let src = self.reg(sz, ctx, false, 0)?;
-                self.emit_lockable(out, code(&format!("{op}_rm{b}_r{b}")), &[dst, R(src)], lock_pct);
+                self.emit_lockable(
+                    out,
+                    code(&format!("{op}_rm{b}_r{b}")),
+                    &[dst, R(src)],
+                    lock_pct,
+                );
             }
             1 => {
                 if op == "Test" {
@@ -582,7 +645,12 @@ impl Gen {
                     Sz::D => Imm::I32,
                 };
                 let v = self.imm(kind);
-                self.emit_lockable(out, code(&format!("{op}_rm{b}_{}", sz.imm_name())), &[dst, I(v)], lock_pct);
+                self.emit_lockable(
+                    out,
+                    code(&format!("{op}_rm{b}_{}", sz.imm_name())),
+                    &[dst, I(v)],
+                    lock_pct,
+                );
             }
             3 => {
                 // Sign-extended imm8 (83 /r), or the 32-bit-only 82 /r alias for bytes.
@@ -590,7 +658,11 @@ impl Gen {
                     return None;
                 }
                 let dst = self.rm(out, ctx, sz, writes, 40)?;
-                let name = if sz == Sz::B { format!("{op}_rm8_imm8_82") } else { format!("{op}_rm{b}_imm8") };
+                let name = if sz == Sz::B {
+                    format!("{op}_rm8_imm8_82")
+                } else {
+                    format!("{op}_rm{b}_imm8")
+                };
                 let v = self.imm(Imm::S8);
                 self.emit_lockable(out, code(&name), &[dst, I(v)], lock_pct);
             }
@@ -604,12 +676,20 @@ impl Gen {
                 if op == "Mov" {
                     // B0+r / B8+r short forms.
                     let dst = self.reg(sz, ctx, true, 0)?;
-                    Self::emit(out, code(&format!("Mov_r{b}_{}", sz.imm_name())), &[R(dst), I(v)]);
+                    Self::emit(
+                        out,
+                        code(&format!("Mov_r{b}_{}", sz.imm_name())),
+                        &[R(dst), I(v)],
+                    );
                 } else {
                     if writes && !ctx.can_write(EAX) {
                         return None;
                     }
-                    Self::emit(out, code(&format!("{op}_{}_{}", sz.acc_name(), sz.imm_name())), &[R(sz.acc()), I(v)]);
+                    Self::emit(
+                        out,
+                        code(&format!("{op}_{}_{}", sz.acc_name(), sz.imm_name())),
+                        &[R(sz.acc()), I(v)],
+                    );
                 }
             }
         }
@@ -648,20 +728,34 @@ impl Gen {
             let dst = self.rm(out, ctx, sz, true, 35)?;
             let src = self.reg(sz, ctx, false, 0)?;
             if self.rng.chance(50) {
-                Self::emit(out, code(&format!("{op}_rm{b}_r{b}_CL")), &[dst, R(src), R(Register::CL)]);
+                Self::emit(
+                    out,
+                    code(&format!("{op}_rm{b}_r{b}_CL")),
+                    &[dst, R(src), R(Register::CL)],
+                );
             } else {
                 let c = self.shift_count();
-                Self::emit(out, code(&format!("{op}_rm{b}_r{b}_imm8")), &[dst, R(src), I(c)]);
+                Self::emit(
+                    out,
+                    code(&format!("{op}_rm{b}_r{b}_imm8")),
+                    &[dst, R(src), I(c)],
+                );
             }
             return Some(());
         }
-        let op = self.rng.pick(&["Rol", "Ror", "Rcl", "Rcr", "Shl", "Shr", "Sar"]);
+        let op = self
+            .rng
+            .pick(&["Rol", "Ror", "Rcl", "Rcr", "Shl", "Shr", "Sar"]);
         let sz = self.size();
         let b = sz.bits();
         let dst = self.rm(out, ctx, sz, true, 35)?;
         match self.rng.below(3) {
             0 => Self::emit(out, code(&format!("{op}_rm{b}_1")), &[dst, I(1)]),
-            1 => Self::emit(out, code(&format!("{op}_rm{b}_CL")), &[dst, R(Register::CL)]),
+            1 => Self::emit(
+                out,
+                code(&format!("{op}_rm{b}_CL")),
+                &[dst, R(Register::CL)],
+            ),
             _ => {
                 let c = self.shift_count();
                 Self::emit(out, code(&format!("{op}_rm{b}_imm8")), &[dst, I(c)]);
@@ -697,10 +791,18 @@ impl Gen {
                 let src = self.rm(out, ctx, sz, false, 35)?;
                 if self.rng.chance(50) {
                     let v = self.imm(Imm::S8);
-                    Self::emit(out, code(&format!("Imul_r{b}_rm{b}_imm8")), &[R(dst), src, I(v)]);
+                    Self::emit(
+                        out,
+                        code(&format!("Imul_r{b}_rm{b}_imm8")),
+                        &[R(dst), src, I(v)],
+                    );
                 } else {
                     let v = self.imm(if sz == Sz::W { Imm::I16 } else { Imm::I32 });
-                    Self::emit(out, code(&format!("Imul_r{b}_rm{b}_{}", sz.imm_name())), &[R(dst), src, I(v)]);
+                    Self::emit(
+                        out,
+                        code(&format!("Imul_r{b}_rm{b}_{}", sz.imm_name())),
+                        &[R(dst), src, I(v)],
+                    );
                 }
             }
             _ => self.g_div(ctx, sz, out)?,
@@ -717,13 +819,21 @@ impl Gen {
         let signed = self.rng.chance(50);
         // The divisor must not be (part of) the dividend, and a memory divisor
         // must not be indexed by a register the dividend set-up rewrites.
-        let exclude = if sz == Sz::B { bit(EAX) } else { bit(EAX) | bit(EDX) };
+        let exclude = if sz == Sz::B {
+            bit(EAX)
+        } else {
+            bit(EAX) | bit(EDX)
+        };
         let div: Op = if self.rng.chance(40) {
             M(self.mem(out, ctx, sz.bytes(), 1, exclude))
         } else {
             R(self.reg(sz, ctx, true, exclude)?)
         };
-        let or1 = if sz == Sz::B { "Or_rm8_imm8".to_string() } else { format!("Or_rm{b}_imm8") };
+        let or1 = if sz == Sz::B {
+            "Or_rm8_imm8".to_string()
+        } else {
+            format!("Or_rm{b}_imm8")
+        };
         let big_unsigned = !signed && sz == Sz::D && self.rng.chance(30);
         if signed {
             // Positive, non-zero divisor: the quotient of a sign-extended
@@ -731,7 +841,10 @@ impl Gen {
             let (name, mask) = match sz {
                 Sz::B => ("And_rm8_imm8", 0x7F),
                 Sz::W => ("And_rm16_imm16", 0x7FFF),
-                Sz::D => ("And_rm32_imm32", self.rng.pick(&[0x7FFF, 0x7FFF_FFFF, 0xFF])),
+                Sz::D => (
+                    "And_rm32_imm32",
+                    self.rng.pick(&[0x7FFF, 0x7FFF_FFFF, 0xFF]),
+                ),
             };
             Self::emit(out, code(name), &[div, I(mask)]);
             Self::emit(out, code(&or1), &[div, I(1)]);
@@ -747,24 +860,44 @@ impl Gen {
         } else if big_unsigned {
             // Divisor >= 2^31 > EDX: full 64-bit dividend without overflow.
             Self::emit(out, Code::Or_rm32_imm32, &[div, I(i64::from(i32::MIN))]);
-            Self::emit(out, Code::And_rm32_imm32, &[R(Register::EDX), I(0x7FFF_FFFF)]);
+            Self::emit(
+                out,
+                Code::And_rm32_imm32,
+                &[R(Register::EDX), I(0x7FFF_FFFF)],
+            );
         } else {
             Self::emit(out, code(&or1), &[div, I(1)]);
             match sz {
                 Sz::B => match self.rng.below(3) {
                     0 => Self::emit(out, Code::Xor_rm8_r8, &[R(Register::AH), R(Register::AH)]),
                     1 => Self::emit(out, Code::Mov_r8_imm8, &[R(Register::AH), I(0)]),
-                    _ => Self::emit(out, Code::Movzx_r32_rm8, &[R(Register::EAX), R(Register::AL)]),
+                    _ => Self::emit(
+                        out,
+                        Code::Movzx_r32_rm8,
+                        &[R(Register::EAX), R(Register::AL)],
+                    ),
                 },
                 Sz::W => match self.rng.below(3) {
                     0 => Self::emit(out, Code::Xor_rm16_r16, &[R(Register::DX), R(Register::DX)]),
                     1 => Self::emit(out, Code::Mov_r16_imm16, &[R(Register::DX), I(0)]),
-                    _ => Self::emit(out, Code::Xor_r32_rm32, &[R(Register::EDX), R(Register::EDX)]),
+                    _ => Self::emit(
+                        out,
+                        Code::Xor_r32_rm32,
+                        &[R(Register::EDX), R(Register::EDX)],
+                    ),
                 },
                 Sz::D => match self.rng.below(3) {
-                    0 => Self::emit(out, Code::Xor_rm32_r32, &[R(Register::EDX), R(Register::EDX)]),
+                    0 => Self::emit(
+                        out,
+                        Code::Xor_rm32_r32,
+                        &[R(Register::EDX), R(Register::EDX)],
+                    ),
                     1 => Self::emit(out, Code::Mov_r32_imm32, &[R(Register::EDX), I(0)]),
-                    _ => Self::emit(out, Code::Sub_r32_rm32, &[R(Register::EDX), R(Register::EDX)]),
+                    _ => Self::emit(
+                        out,
+                        Code::Sub_r32_rm32,
+                        &[R(Register::EDX), R(Register::EDX)],
+                    ),
                 },
             }
         }
@@ -837,7 +970,11 @@ impl Gen {
                     return None;
                 }
                 let r = self.reg(sz, ctx, true, bit(EAX))?;
-                Self::emit(out, code(&format!("Xchg_r{b}_{}", sz.acc_name())), &[R(r), R(sz.acc())]);
+                Self::emit(
+                    out,
+                    code(&format!("Xchg_r{b}_{}", sz.acc_name())),
+                    &[R(r), R(sz.acc())],
+                );
             }
             4..=5 => {
                 let dst = self.rm(out, ctx, sz, true, 40)?;
@@ -858,7 +995,12 @@ impl Gen {
                         out.push(Item::Ins(load));
                     }
                 }
-                self.emit_lockable(out, code(&format!("Cmpxchg_rm{b}_r{b}")), &[dst, R(src)], 20);
+                self.emit_lockable(
+                    out,
+                    code(&format!("Cmpxchg_rm{b}_r{b}")),
+                    &[dst, R(src)],
+                    20,
+                );
             }
             _ => {
                 if !ctx.can_write(EAX) || !ctx.can_write(EDX) {
@@ -896,17 +1038,43 @@ impl Gen {
                 // LEA as pure arithmetic on data registers (never EBP/ESP).
                 let sz = if self.rng.chance(25) { Sz::W } else { Sz::D };
                 let dst = self.reg(sz, ctx, true, 0)?;
-                let base = if self.rng.chance(85) { self.reg(Sz::D, ctx, false, 0)? } else { Register::None };
-                let index = if self.rng.chance(60) { self.reg(Sz::D, ctx, false, 0)? } else { Register::None };
-                let scale = if index == Register::None { 1 } else { self.rng.pick(&[1u32, 2, 4, 8]) };
-                let disp = if self.rng.chance(50) { self.rng.range(-128, 127) } else { self.imm(Imm::I32) };
+                let base = if self.rng.chance(85) {
+                    self.reg(Sz::D, ctx, false, 0)?
+                } else {
+                    Register::None
+                };
+                let index = if self.rng.chance(60) {
+                    self.reg(Sz::D, ctx, false, 0)?
+                } else {
+                    Register::None
+                };
+                let scale = if index == Register::None {
+                    1
+                } else {
+                    self.rng.pick(&[1u32, 2, 4, 8])
+                };
+                let disp = if self.rng.chance(50) {
+                    self.rng.range(-128, 127)
+                } else {
+                    self.imm(Imm::I32)
+                };
                 let dsz = if base == Register::None { 4 } else { 1 };
-                let m = MemoryOperand::with_base_index_scale_displ_size(base, index, scale, disp, dsz);
-                let c = if sz == Sz::W { Code::Lea_r16_m } else { Code::Lea_r32_m };
+                let m =
+                    MemoryOperand::with_base_index_scale_displ_size(base, index, scale, disp, dsz);
+                let c = if sz == Sz::W {
+                    Code::Lea_r16_m
+                } else {
+                    Code::Lea_r32_m
+                };
                 Self::emit(out, c, &[R(dst), M(m)]);
             }
             _ => {
-                let (c, g) = self.rng.pick(&[(Code::Cbw, EAX), (Code::Cwde, EAX), (Code::Cwd, EDX), (Code::Cdq, EDX)]);
+                let (c, g) = self.rng.pick(&[
+                    (Code::Cbw, EAX),
+                    (Code::Cwde, EAX),
+                    (Code::Cwd, EDX),
+                    (Code::Cdq, EDX),
+                ]);
                 if !ctx.can_write(g) {
                     return None;
                 }
@@ -917,7 +1085,15 @@ impl Gen {
     }
 
     fn g_flags(&mut self, ctx: Ctx, out: &mut Vec<Item>) -> Option<()> {
-        let c = self.rng.pick(&[Code::Clc, Code::Stc, Code::Cmc, Code::Cld, Code::Std, Code::Lahf, Code::Sahf]);
+        let c = self.rng.pick(&[
+            Code::Clc,
+            Code::Stc,
+            Code::Cmc,
+            Code::Cld,
+            Code::Std,
+            Code::Lahf,
+            Code::Sahf,
+        ]);
         if c == Code::Lahf && !ctx.can_write(EAX) {
             return None;
         }
@@ -929,7 +1105,7 @@ impl Gen {
     // Stack
     // ------------------------------------------------------------------
 
-    /// Emits a push of 2 or 4 bytes; returns the size.
+    /// Emits a push of `size` (2 or 4) bytes: register, immediate or memory.
     fn push_any(&mut self, out: &mut Vec<Item>, ctx: Ctx, size: u32) -> Option<()> {
         if size == 2 {
             match self.rng.below(4) {
@@ -1021,7 +1197,11 @@ impl Gen {
                 Self::emit(out, Code::And_rm32_imm32, &[src, I(POPF_KEEP)]);
                 Self::emit(out, Code::Or_rm32_imm32, &[src, I(POPF_SET)]);
                 // One-byte 50+r form for registers, FF /6 for memory.
-                let push = if matches!(src, R(_)) { Code::Push_r32 } else { Code::Push_rm32 };
+                let push = if matches!(src, R(_)) {
+                    Code::Push_r32
+                } else {
+                    Code::Push_rm32
+                };
                 Self::emit(out, push, &[src]);
                 Self::emit(out, Code::Popfd, &[]);
             }
@@ -1044,7 +1224,8 @@ impl Gen {
             Some(n) if self.rng.chance(50) => (n + self.rng.range(-24, 24)).clamp(lo, hi),
             _ => self.disp(lo, hi, 1),
         };
-        let m = MemoryOperand::with_base_index_scale_displ_size(Register::EBP, Register::None, 1, d, 1);
+        let m =
+            MemoryOperand::with_base_index_scale_displ_size(Register::EBP, Register::None, 1, d, 1);
         Self::emit(out, Code::Lea_r32_m, &[R(reg), M(m)]);
         d
     }
@@ -1058,7 +1239,9 @@ impl Gen {
             Cmps,
             Scas,
         }
-        let op = self.rng.pick(&[S::Movs, S::Stos, S::Lods, S::Cmps, S::Scas]);
+        let op = self
+            .rng
+            .pick(&[S::Movs, S::Stos, S::Lods, S::Cmps, S::Scas]);
         let sz = self.size();
         let rep = match op {
             S::Movs | S::Stos | S::Lods => {
@@ -1068,7 +1251,11 @@ impl Gen {
                     RepPrefixKind::None
                 }
             }
-            S::Cmps | S::Scas => self.rng.pick(&[RepPrefixKind::None, RepPrefixKind::Repe, RepPrefixKind::Repne]),
+            S::Cmps | S::Scas => self.rng.pick(&[
+                RepPrefixKind::None,
+                RepPrefixKind::Repe,
+                RepPrefixKind::Repne,
+            ]),
         };
         let uses_esi = matches!(op, S::Movs | S::Lods | S::Cmps);
         let uses_edi = matches!(op, S::Movs | S::Stos | S::Cmps | S::Scas);
@@ -1081,7 +1268,15 @@ impl Gen {
             return None;
         }
         if self.rng.chance(20) {
-            Self::emit(out, if self.rng.chance(50) { Code::Cld } else { Code::Std }, &[]);
+            Self::emit(
+                out,
+                if self.rng.chance(50) {
+                    Code::Cld
+                } else {
+                    Code::Std
+                },
+                &[],
+            );
         }
         let mut last = None;
         if uses_esi {
@@ -1095,7 +1290,11 @@ impl Gen {
             match self.rng.below(4) {
                 0..=1 => Self::emit(out, Code::Mov_r32_imm32, &[R(Register::ECX), I(n)]),
                 2 => {
-                    Self::emit(out, Code::Xor_r32_rm32, &[R(Register::ECX), R(Register::ECX)]);
+                    Self::emit(
+                        out,
+                        Code::Xor_r32_rm32,
+                        &[R(Register::ECX), R(Register::ECX)],
+                    );
                     Self::emit(out, Code::Mov_r8_imm8, &[R(Register::CL), I(n)]);
                 }
                 _ => {
@@ -1142,12 +1341,20 @@ impl Gen {
         let xr = XMM[x];
         match self.rng.below(10) {
             0..=2 => {
-                let c = self.rng.pick(&[Code::Movdqu_xmm_xmmm128, Code::Movups_xmm_xmmm128, Code::Movupd_xmm_xmmm128]);
+                let c = self.rng.pick(&[
+                    Code::Movdqu_xmm_xmmm128,
+                    Code::Movups_xmm_xmmm128,
+                    Code::Movupd_xmm_xmmm128,
+                ]);
                 let m = self.mem(out, ctx, 16, 1, 0);
                 Self::emit(out, c, &[R(xr), M(m)]);
             }
             3 => {
-                let c = self.rng.pick(&[Code::Movdqa_xmm_xmmm128, Code::Movaps_xmm_xmmm128, Code::Movapd_xmm_xmmm128]);
+                let c = self.rng.pick(&[
+                    Code::Movdqa_xmm_xmmm128,
+                    Code::Movaps_xmm_xmmm128,
+                    Code::Movapd_xmm_xmmm128,
+                ]);
                 let m = self.mem(out, ctx, 16, 16, 0);
                 Self::emit(out, c, &[R(xr), M(m)]);
             }
@@ -1164,13 +1371,19 @@ impl Gen {
                 Self::emit(out, Code::Movq_xmm_xmmm64, &[R(xr), M(m)]);
             }
             7 => {
-                let (c, n) = self.rng.pick(&[(Code::Movss_xmm_xmmm32, 4), (Code::Movsd_xmm_xmmm64, 8)]);
+                let (c, n) = self
+                    .rng
+                    .pick(&[(Code::Movss_xmm_xmmm32, 4), (Code::Movsd_xmm_xmmm64, 8)]);
                 let m = self.mem(out, ctx, n, 1, 0);
                 Self::emit(out, c, &[R(xr), M(m)]);
             }
             _ => {
                 // Zeroing idiom.
-                let c = self.rng.pick(&[Code::Pxor_xmm_xmmm128, Code::Xorps_xmm_xmmm128, Code::Pcmpeqd_xmm_xmmm128]);
+                let c = self.rng.pick(&[
+                    Code::Pxor_xmm_xmmm128,
+                    Code::Xorps_xmm_xmmm128,
+                    Code::Pcmpeqd_xmm_xmmm128,
+                ]);
                 Self::emit(out, c, &[R(xr), R(xr)]);
             }
         }
@@ -1204,18 +1417,26 @@ impl Gen {
         let xr = XMM[x];
         match self.rng.below(12) {
             0..=2 => {
-                let c = self.rng.pick(&[Code::Movdqu_xmmm128_xmm, Code::Movups_xmmm128_xmm, Code::Movupd_xmmm128_xmm]);
+                let c = self.rng.pick(&[
+                    Code::Movdqu_xmmm128_xmm,
+                    Code::Movups_xmmm128_xmm,
+                    Code::Movupd_xmmm128_xmm,
+                ]);
                 let m = self.mem(out, ctx, 16, 1, 0);
                 Self::emit(out, c, &[M(m), R(xr)]);
             }
             3 => {
-                let c = self.rng.pick(&[Code::Movdqa_xmmm128_xmm, Code::Movaps_xmmm128_xmm]);
+                let c = self
+                    .rng
+                    .pick(&[Code::Movdqa_xmmm128_xmm, Code::Movaps_xmmm128_xmm]);
                 let m = self.mem(out, ctx, 16, 16, 0);
                 Self::emit(out, c, &[M(m), R(xr)]);
             }
             4 => {
                 let m = self.mem(out, ctx, 4, 1, 0);
-                let c = self.rng.pick(&[Code::Movd_rm32_xmm, Code::Movss_xmmm32_xmm]);
+                let c = self
+                    .rng
+                    .pick(&[Code::Movd_rm32_xmm, Code::Movss_xmmm32_xmm]);
                 Self::emit(out, c, &[M(m), R(xr)]);
             }
             5 => {
@@ -1235,7 +1456,11 @@ impl Gen {
             }
             8 => {
                 let r = self.reg(Sz::D, ctx, true, 0)?;
-                let c = self.rng.pick(&[Code::Pmovmskb_r32_xmm, Code::Movmskps_r32_xmm, Code::Movmskpd_r32_xmm]);
+                let c = self.rng.pick(&[
+                    Code::Pmovmskb_r32_xmm,
+                    Code::Movmskps_r32_xmm,
+                    Code::Movmskpd_r32_xmm,
+                ]);
                 Self::emit(out, c, &[R(r), R(xr)]);
             }
             9 => {
@@ -1260,18 +1485,90 @@ impl Gen {
 
     fn g_sse(&mut self, ctx: Ctx, out: &mut Vec<Item>) -> Option<()> {
         const PACKED: [&str; 80] = [
-            "Paddb", "Paddw", "Paddd", "Paddq", "Psubb", "Psubw", "Psubd", "Psubq", "Paddsb", "Paddsw", "Paddusb",
-            "Paddusw", "Psubsb", "Psubsw", "Psubusb", "Psubusw", "Pmullw", "Pmulhw", "Pmulhuw", "Pmuludq", "Pmaddwd",
-            "Psadbw", "Pavgb", "Pavgw", "Pmaxub", "Pmaxsw", "Pminub", "Pminsw", "Pand", "Pandn", "Por", "Pxor",
-            "Pcmpeqb", "Pcmpeqw", "Pcmpeqd", "Pcmpgtb", "Pcmpgtw", "Pcmpgtd", "Punpcklbw", "Punpcklwd", "Punpckldq",
-            "Punpcklqdq", "Punpckhbw", "Punpckhwd", "Punpckhdq", "Punpckhqdq", "Packsswb", "Packssdw", "Packuswb",
-            "Psllw", "Pslld", "Psllq", "Psrlw", "Psrld", "Psrlq", "Psraw", "Psrad", "Addps", "Addpd", "Subps",
-            "Subpd", "Mulps", "Mulpd", "Divps", "Divpd", "Minps", "Minpd", "Maxps", "Maxpd", "Andps", "Andnpd",
-            "Orps", "Xorpd", "Unpcklps", "Unpcklpd", "Unpckhps", "Unpckhpd", "Sqrtps", "Sqrtpd", "Cvtdq2ps",
+            "Paddb",
+            "Paddw",
+            "Paddd",
+            "Paddq",
+            "Psubb",
+            "Psubw",
+            "Psubd",
+            "Psubq",
+            "Paddsb",
+            "Paddsw",
+            "Paddusb",
+            "Paddusw",
+            "Psubsb",
+            "Psubsw",
+            "Psubusb",
+            "Psubusw",
+            "Pmullw",
+            "Pmulhw",
+            "Pmulhuw",
+            "Pmuludq",
+            "Pmaddwd",
+            "Psadbw",
+            "Pavgb",
+            "Pavgw",
+            "Pmaxub",
+            "Pmaxsw",
+            "Pminub",
+            "Pminsw",
+            "Pand",
+            "Pandn",
+            "Por",
+            "Pxor",
+            "Pcmpeqb",
+            "Pcmpeqw",
+            "Pcmpeqd",
+            "Pcmpgtb",
+            "Pcmpgtw",
+            "Pcmpgtd",
+            "Punpcklbw",
+            "Punpcklwd",
+            "Punpckldq",
+            "Punpcklqdq",
+            "Punpckhbw",
+            "Punpckhwd",
+            "Punpckhdq",
+            "Punpckhqdq",
+            "Packsswb",
+            "Packssdw",
+            "Packuswb",
+            "Psllw",
+            "Pslld",
+            "Psllq",
+            "Psrlw",
+            "Psrld",
+            "Psrlq",
+            "Psraw",
+            "Psrad",
+            "Addps",
+            "Addpd",
+            "Subps",
+            "Subpd",
+            "Mulps",
+            "Mulpd",
+            "Divps",
+            "Divpd",
+            "Minps",
+            "Minpd",
+            "Maxps",
+            "Maxpd",
+            "Andps",
+            "Andnpd",
+            "Orps",
+            "Xorpd",
+            "Unpcklps",
+            "Unpcklpd",
+            "Unpckhps",
+            "Unpckhpd",
+            "Sqrtps",
+            "Sqrtpd",
+            "Cvtdq2ps",
         ];
         const SCALAR: [&str; 14] = [
-            "Addss", "Subss", "Mulss", "Divss", "Minss", "Maxss", "Sqrtss", "Addsd", "Subsd", "Mulsd", "Divsd",
-            "Minsd", "Maxsd", "Sqrtsd",
+            "Addss", "Subss", "Mulss", "Divss", "Minss", "Maxss", "Sqrtss", "Addsd", "Subsd",
+            "Mulsd", "Divsd", "Minsd", "Maxsd", "Sqrtsd",
         ];
         let x = self.xmm();
         let xr = XMM[x];
@@ -1296,20 +1593,35 @@ impl Gen {
             11 => {
                 self.xmm_ready(out, ctx, x)?;
                 let op = self.rng.pick(&[
-                    "Psllw", "Pslld", "Psllq", "Psrlw", "Psrld", "Psrlq", "Psraw", "Psrad", "Pslldq", "Psrldq",
+                    "Psllw", "Pslld", "Psllq", "Psrlw", "Psrld", "Psrlq", "Psraw", "Psrad",
+                    "Pslldq", "Psrldq",
                 ]);
-                let v = if self.rng.chance(85) { self.rng.range(0, 17) } else { self.rng.range(0, 255) };
+                let v = if self.rng.chance(85) {
+                    self.rng.range(0, 17)
+                } else {
+                    self.rng.range(0, 255)
+                };
                 Self::emit(out, code(&format!("{op}_xmm_imm8")), &[R(xr), I(v)]);
             }
             12..=13 => {
                 // Shuffles. PSHUF* write the whole destination from the source.
-                let op = self.rng.pick(&["Pshufd", "Pshuflw", "Pshufhw", "Shufps", "Shufpd", "Cmpps", "Cmppd"]);
+                let op = self.rng.pick(&[
+                    "Pshufd", "Pshuflw", "Pshufhw", "Shufps", "Shufpd", "Cmpps", "Cmppd",
+                ]);
                 if matches!(op, "Shufps" | "Shufpd" | "Cmpps" | "Cmppd") {
                     self.xmm_ready(out, ctx, x)?;
                 }
                 let src = self.xmm_src(out, ctx, 16)?;
-                let v = if op.starts_with("Cmp") { self.rng.range(0, 7) } else { self.imm(Imm::U8) };
-                Self::emit(out, code(&format!("{op}_xmm_xmmm128_imm8")), &[R(xr), src, I(v)]);
+                let v = if op.starts_with("Cmp") {
+                    self.rng.range(0, 7)
+                } else {
+                    self.imm(Imm::U8)
+                };
+                Self::emit(
+                    out,
+                    code(&format!("{op}_xmm_xmmm128_imm8")),
+                    &[R(xr), src, I(v)],
+                );
                 self.st.xmm_def |= bit(x);
             }
             14..=15 => {
@@ -1318,7 +1630,9 @@ impl Gen {
                     0 => {
                         // Scalar int -> float merges into the destination.
                         self.xmm_ready(out, ctx, x)?;
-                        let c = self.rng.pick(&[Code::Cvtsi2sd_xmm_rm32, Code::Cvtsi2ss_xmm_rm32]);
+                        let c = self
+                            .rng
+                            .pick(&[Code::Cvtsi2sd_xmm_rm32, Code::Cvtsi2ss_xmm_rm32]);
                         let src = self.rm(out, ctx, Sz::D, false, 30)?;
                         Self::emit(out, c, &[R(xr), src]);
                     }
@@ -1432,7 +1746,14 @@ impl Gen {
                 out.push(Item::Branch(code(&format!("J{cc}_{form}")), target));
             }
             K::Jmp => {
-                out.push(Item::Branch(if short { Code::Jmp_rel8_32 } else { Code::Jmp_rel32_32 }, target));
+                out.push(Item::Branch(
+                    if short {
+                        Code::Jmp_rel8_32
+                    } else {
+                        Code::Jmp_rel32_32
+                    },
+                    target,
+                ));
             }
             K::Jecxz => {
                 if !ctx.can_write(ECX) {
@@ -1449,12 +1770,18 @@ impl Gen {
             }
             K::JmpReg => {
                 let r = self.reg(Sz::D, ctx, true, 0)?;
-                out.push(Item::LabelImm(ins(Code::Mov_r32_imm32, &[R(r), I(0)]), target));
+                out.push(Item::LabelImm(
+                    ins(Code::Mov_r32_imm32, &[R(r), I(0)]),
+                    target,
+                ));
                 Self::emit(out, Code::Jmp_rm32, &[R(r)]);
             }
             K::JmpMem => {
                 let m = self.mem(out, ctx, 4, 1, 0);
-                out.push(Item::LabelImm(ins(Code::Mov_rm32_imm32, &[M(m), I(0)]), target));
+                out.push(Item::LabelImm(
+                    ins(Code::Mov_rm32_imm32, &[M(m), I(0)]),
+                    target,
+                ));
                 Self::emit(out, Code::Jmp_rm32, &[M(m)]);
             }
             K::PushRet => {
@@ -1466,7 +1793,10 @@ impl Gen {
         if used >= budget.insns {
             return None;
         }
-        let mut room = Budget { insns: budget.insns - used, bytes: usize::MAX };
+        let mut room = Budget {
+            insns: budget.insns - used,
+            bytes: usize::MAX,
+        };
         if short {
             room.bytes = 127;
         }
@@ -1513,7 +1843,11 @@ impl Gen {
         let mut tail = Vec::new();
         let short;
         if use_loop {
-            let c = self.rng.pick(&[Code::Loop_rel8_32_ECX, Code::Loope_rel8_32_ECX, Code::Loopne_rel8_32_ECX]);
+            let c = self.rng.pick(&[
+                Code::Loop_rel8_32_ECX,
+                Code::Loope_rel8_32_ECX,
+                Code::Loopne_rel8_32_ECX,
+            ]);
             tail.push(Item::Branch(c, top));
             short = true;
         } else {
@@ -1533,7 +1867,10 @@ impl Gen {
             return None;
         }
         let tail_bytes = self.bytes(&tail);
-        let mut room = Budget { insns: budget.insns - used, bytes: usize::MAX };
+        let mut room = Budget {
+            insns: budget.insns - used,
+            bytes: usize::MAX,
+        };
         if short {
             room.bytes = 128 - tail_bytes;
         }
@@ -1541,7 +1878,10 @@ impl Gen {
             let b = self.bytes(out) + tail_bytes;
             room.bytes = room.bytes.min(budget.bytes.checked_sub(b)?);
         }
-        let inner = Ctx { reserved: ctx.reserved | bit(g), ..ctx.inner() };
+        let inner = Ctx {
+            reserved: ctx.reserved | bit(g),
+            ..ctx.inner()
+        };
         let units = self.rng.range(1, 3) as usize;
         let body = self.block(inner, units, room);
         out.extend(body);
@@ -1558,13 +1898,27 @@ impl Gen {
         let entry = self.new_label();
         let over = self.new_label();
         let short = self.rng.chance(50);
-        out.push(Item::Branch(if short { Code::Jmp_rel8_32 } else { Code::Jmp_rel32_32 }, over));
+        out.push(Item::Branch(
+            if short {
+                Code::Jmp_rel8_32
+            } else {
+                Code::Jmp_rel32_32
+            },
+            over,
+        ));
         out.push(Item::Label(entry));
-        let ret = if ret_imm == 0 { ins(Code::Retnd, &[]) } else { ins(Code::Retnd_imm16, &[I(i64::from(ret_imm))]) };
+        let ret = if ret_imm == 0 {
+            ins(Code::Retnd, &[])
+        } else {
+            ins(Code::Retnd_imm16, &[I(i64::from(ret_imm))])
+        };
         let ret_size = if ret_imm == 0 { 1 } else { 3 };
         // Leave room for the jmp, ret, and a call sequence of up to 3.
         let reserve = if budget.insns >= 7 { 5 } else { 2 };
-        let mut room = Budget { insns: budget.insns - reserve, bytes: usize::MAX };
+        let mut room = Budget {
+            insns: budget.insns - reserve,
+            bytes: usize::MAX,
+        };
         if short {
             room.bytes = 127 - ret_size;
         }
@@ -1572,7 +1926,12 @@ impl Gen {
             room.bytes = room.bytes.min(budget.bytes.checked_sub(5 + ret_size)?);
         }
         let xmm_before = self.st.xmm_def;
-        let body_ctx = Ctx { top: false, reserved: 0, nest: ctx.nest + 1, in_sub: true };
+        let body_ctx = Ctx {
+            top: false,
+            reserved: 0,
+            nest: ctx.nest + 1,
+            in_sub: true,
+        };
         let units = self.rng.range(1, 3) as usize;
         let body = self.block(body_ctx, units, room);
         self.st.xmm_def = xmm_before;
@@ -1590,7 +1949,13 @@ impl Gen {
         out.extend(body);
         out.push(Item::Ins(ret));
         out.push(Item::Label(over));
-        let sub = Sub { label: entry, ret_imm, xmm_req: xmm_before, cost, depth };
+        let sub = Sub {
+            label: entry,
+            ret_imm,
+            xmm_req: xmm_before,
+            cost,
+            depth,
+        };
         self.st.subs.push(sub);
         if budget.insns - count(out) >= 3 && self.rng.chance(85) {
             self.call_sub(ctx, sub, out)?;
@@ -1600,7 +1965,13 @@ impl Gen {
 
     fn g_callsub(&mut self, ctx: Ctx, out: &mut Vec<Item>) -> Option<()> {
         let def = self.st.xmm_def;
-        let ready: Vec<Sub> = self.st.subs.iter().copied().filter(|s| s.xmm_req & !def == 0).collect();
+        let ready: Vec<Sub> = self
+            .st
+            .subs
+            .iter()
+            .copied()
+            .filter(|s| s.xmm_req & !def == 0)
+            .collect();
         if ready.is_empty() {
             return None;
         }
@@ -1624,12 +1995,18 @@ impl Gen {
             0 | 1 => out.push(Item::Branch(Code::Call_rel32_32, sub.label)),
             2 => {
                 let r = self.reg(Sz::D, ctx, true, 0)?;
-                out.push(Item::LabelImm(ins(Code::Mov_r32_imm32, &[R(r), I(0)]), sub.label));
+                out.push(Item::LabelImm(
+                    ins(Code::Mov_r32_imm32, &[R(r), I(0)]),
+                    sub.label,
+                ));
                 Self::emit(out, Code::Call_rm32, &[R(r)]);
             }
             _ => {
                 let m = self.mem(out, ctx, 4, 1, 0);
-                out.push(Item::LabelImm(ins(Code::Mov_rm32_imm32, &[M(m), I(0)]), sub.label));
+                out.push(Item::LabelImm(
+                    ins(Code::Mov_rm32_imm32, &[M(m), I(0)]),
+                    sub.label,
+                ));
                 Self::emit(out, Code::Call_rm32, &[M(m)]);
             }
         }

@@ -78,7 +78,10 @@ pub(crate) fn ins(code: Code, ops: &[Op]) -> Instruction {
 
 /// Number of machine instructions in `items` (labels are free).
 pub(crate) fn count(items: &[Item]) -> usize {
-    items.iter().filter(|i| !matches!(i, Item::Label(_))).count()
+    items
+        .iter()
+        .filter(|i| !matches!(i, Item::Label(_)))
+        .count()
 }
 
 /// Encoded size of a relative branch with the given code.
@@ -140,7 +143,8 @@ fn add_branch(a: &mut CodeAssembler, code: Code, l: CodeLabel) -> Result<(), Str
     Ok(())
 }
 
-const ASM_OPTIONS: u32 = BlockEncoderOptions::DONT_FIX_BRANCHES | BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS;
+const ASM_OPTIONS: u32 =
+    BlockEncoderOptions::DONT_FIX_BRANCHES | BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS;
 
 /// Feeds `items` into a fresh assembler. `addrs` gives label addresses to
 /// patch into label immediates (or `None` for the placeholder pass).
@@ -155,13 +159,20 @@ fn build(
     for &c in canon.values() {
         labels.entry(c).or_insert_with(|| a.create_label());
     }
-    let target = |l: &usize| canon.get(l).copied().ok_or_else(|| "reference to undefined label".to_string());
+    let target = |l: &usize| {
+        canon
+            .get(l)
+            .copied()
+            .ok_or_else(|| "reference to undefined label".to_string())
+    };
     let mut pending_label = false;
     for item in items {
         match item {
             Item::Label(id) => {
                 if canon[id] == *id {
-                    let lab = labels.get_mut(id).ok_or_else(|| "label missing".to_string())?;
+                    let lab = labels
+                        .get_mut(id)
+                        .ok_or_else(|| "label missing".to_string())?;
                     a.set_label(lab).map_err(err)?;
                     pending_label = true;
                 }
@@ -173,7 +184,9 @@ fn build(
             Item::LabelImm(i, l) => {
                 let mut i = *i;
                 let addr = match addrs {
-                    Some(m) => *m.get(&target(l)?).ok_or_else(|| "label address missing".to_string())?,
+                    Some(m) => *m
+                        .get(&target(l)?)
+                        .ok_or_else(|| "label address missing".to_string())?,
                     None => 0,
                 };
                 i.set_immediate32(addr as u32);

@@ -144,7 +144,13 @@ pub fn generate(seed: u64, max_insns: usize) -> Case {
         Ok(c) => c,
         Err(e) => panic!("seed {seed}: generated code failed to assemble: {e}"),
     };
-    Case { seed, code, regs, eflags, data }
+    Case {
+        seed,
+        code,
+        regs,
+        eflags,
+        data,
+    }
 }
 
 /// Disassembles `case.code` (Intel syntax), one instruction per line:
@@ -162,7 +168,10 @@ pub fn disassemble(case: &Case) -> String {
         text.clear();
         fmt.format(&i, &mut text);
         let start = (i.ip() - u64::from(CODE_ADDR)) as usize;
-        let bytes: String = case.code[start..start + i.len()].iter().map(|b| format!("{b:02x}")).collect();
+        let bytes: String = case.code[start..start + i.len()]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let _ = writeln!(out, "{:08x}  {:<30} {}", i.ip(), bytes, text);
     }
     out

@@ -5,11 +5,12 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use iced_x86::{
-    Code, CpuidFeature, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess,
-    OpKind, Register,
+    Code, CpuidFeature, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory,
+    Mnemonic, OpAccess, OpKind, Register,
 };
 use ringfold_difftest::{
-    disassemble, generate, Case, CODE_ADDR, COMPARED_EFLAGS, DATA_ADDR, DATA_SIZE, MEM_BASE, STACK_TOP,
+    disassemble, generate, Case, CODE_ADDR, COMPARED_EFLAGS, DATA_ADDR, DATA_SIZE, MEM_BASE,
+    STACK_TOP,
 };
 
 const SEEDS: u64 = 2000;
@@ -21,7 +22,14 @@ fn decode(case: &Case) -> Vec<Instruction> {
     let mut total = 0;
     while d.can_decode() {
         let i = d.decode();
-        assert_ne!(i.code(), Code::INVALID, "seed {}: invalid instruction at {:#x}\n{}", case.seed, i.ip(), disassemble(case));
+        assert_ne!(
+            i.code(),
+            Code::INVALID,
+            "seed {}: invalid instruction at {:#x}\n{}",
+            case.seed,
+            i.ip(),
+            disassemble(case)
+        );
         total += i.len();
         v.push(i);
     }
@@ -32,7 +40,13 @@ fn decode(case: &Case) -> Vec<Instruction> {
 fn writes(info: &mut InstructionInfoFactory, i: &Instruction, reg: Register) -> bool {
     info.info(i).used_registers().iter().any(|u| {
         u.register().full_register32() == reg
-            && matches!(u.access(), OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite)
+            && matches!(
+                u.access(),
+                OpAccess::Write
+                    | OpAccess::CondWrite
+                    | OpAccess::ReadWrite
+                    | OpAccess::ReadCondWrite
+            )
     })
 }
 
@@ -45,7 +59,10 @@ fn last_writer<'a>(
     reg: Register,
     window: usize,
 ) -> Option<(usize, &'a Instruction)> {
-    (k.saturating_sub(window)..k).rev().map(|j| (j, &insns[j])).find(|(_, i)| writes(info, i, reg))
+    (k.saturating_sub(window)..k)
+        .rev()
+        .map(|j| (j, &insns[j]))
+        .find(|(_, i)| writes(info, i, reg))
 }
 
 const ALLOWED_FEATURES: [CpuidFeature; 9] = [
@@ -117,7 +134,13 @@ fn is_gpr_ebp_esp(r: Register) -> bool {
 fn check_case(case: &Case, info: &mut InstructionInfoFactory) {
     let insns = decode(case);
     let fail = |k: usize, what: &str| -> ! {
-        panic!("seed {}: {what} at {:#x} ({:?})\n{}", case.seed, insns[k].ip(), insns[k].code(), disassemble(case))
+        panic!(
+            "seed {}: {what} at {:#x} ({:?})\n{}",
+            case.seed,
+            insns[k].ip(),
+            insns[k].code(),
+            disassemble(case)
+        )
     };
     let starts: HashSet<u64> = insns.iter().map(Instruction::ip).collect();
     let end = u64::from(CODE_ADDR) + case.code.len() as u64;
@@ -129,11 +152,17 @@ fn check_case(case: &Case, info: &mut InstructionInfoFactory) {
         if DENIED.contains(&m) {
             fail(k, "denied mnemonic");
         }
-        if i.code().cpuid_features().iter().any(|f| !ALLOWED_FEATURES.contains(f)) {
+        if i.code()
+            .cpuid_features()
+            .iter()
+            .any(|f| !ALLOWED_FEATURES.contains(f))
+        {
             fail(k, "instruction needs a disallowed CPU feature");
         }
-        if matches!(i.flow_control(), FlowControl::Interrupt | FlowControl::Exception | FlowControl::XbeginXabortXend)
-            || i.is_call_far()
+        if matches!(
+            i.flow_control(),
+            FlowControl::Interrupt | FlowControl::Exception | FlowControl::XbeginXabortXend
+        ) || i.is_call_far()
             || i.is_jmp_far()
             || i.is_call_far_indirect()
             || i.is_jmp_far_indirect()
@@ -146,7 +175,13 @@ fn check_case(case: &Case, info: &mut InstructionInfoFactory) {
         for op in 0..i.op_count() {
             if i.op_kind(op) == OpKind::Register {
                 let r = i.op_register(op);
-                if r.is_segment_register() || r.is_cr() || r.is_dr() || r.is_tr() || r.is_st() || r.is_mm() {
+                if r.is_segment_register()
+                    || r.is_cr()
+                    || r.is_dr()
+                    || r.is_tr()
+                    || r.is_st()
+                    || r.is_mm()
+                {
                     fail(k, "forbidden register operand");
                 }
                 if is_gpr_ebp_esp(r) {
@@ -161,7 +196,15 @@ fn check_case(case: &Case, info: &mut InstructionInfoFactory) {
             fail(k, "EBP written");
         }
         if writes(info, i, Register::ESP)
-            && !matches!(m, Mnemonic::Push | Mnemonic::Pop | Mnemonic::Pushfd | Mnemonic::Popfd | Mnemonic::Call | Mnemonic::Ret)
+            && !matches!(
+                m,
+                Mnemonic::Push
+                    | Mnemonic::Pop
+                    | Mnemonic::Pushfd
+                    | Mnemonic::Popfd
+                    | Mnemonic::Call
+                    | Mnemonic::Ret
+            )
         {
             fail(k, "ESP written by a non-stack instruction");
         }
@@ -197,7 +240,10 @@ fn check_case(case: &Case, info: &mut InstructionInfoFactory) {
                         fail(k, "ESP/EBP as index");
                     }
                     match last_writer(info, &insns, k, index, 6) {
-                        Some((_, w)) if w.code() == Code::And_rm32_imm8 && w.op0_register() == index && w.immediate(1) == 0x3F => {}
+                        Some((_, w))
+                            if w.code() == Code::And_rm32_imm8
+                                && w.op0_register() == index
+                                && w.immediate(1) == 0x3F => {}
                         _ => fail(k, "index register not masked with and 0x3f"),
                     }
                     63 * i64::from(i.memory_index_scale())
@@ -205,7 +251,10 @@ fn check_case(case: &Case, info: &mut InstructionInfoFactory) {
                 if disp < lo || disp + reach + size > hi {
                     fail(k, "memory operand outside the data window");
                 }
-                if size == 16 && !matches!(m, Mnemonic::Movdqu | Mnemonic::Movups | Mnemonic::Movupd) && disp % 16 != 0 {
+                if size == 16
+                    && !matches!(m, Mnemonic::Movdqu | Mnemonic::Movups | Mnemonic::Movupd)
+                    && disp % 16 != 0
+                {
                     fail(k, "misaligned 128-bit SSE memory operand");
                 }
             }
@@ -213,12 +262,24 @@ fn check_case(case: &Case, info: &mut InstructionInfoFactory) {
 
         // String instructions: fresh pointers and a bounded count.
         if i.is_string_instruction() {
-            let uses_esi = matches!(m, Mnemonic::Movsb | Mnemonic::Movsw | Mnemonic::Movsd | Mnemonic::Lodsb | Mnemonic::Lodsw | Mnemonic::Lodsd | Mnemonic::Cmpsb | Mnemonic::Cmpsw | Mnemonic::Cmpsd);
+            let uses_esi = matches!(
+                m,
+                Mnemonic::Movsb
+                    | Mnemonic::Movsw
+                    | Mnemonic::Movsd
+                    | Mnemonic::Lodsb
+                    | Mnemonic::Lodsw
+                    | Mnemonic::Lodsd
+                    | Mnemonic::Cmpsb
+                    | Mnemonic::Cmpsw
+                    | Mnemonic::Cmpsd
+            );
             let uses_edi = !matches!(m, Mnemonic::Lodsb | Mnemonic::Lodsw | Mnemonic::Lodsd);
             for (used, r) in [(uses_esi, Register::ESI), (uses_edi, Register::EDI)] {
                 if used {
                     match last_writer(info, &insns, k, r, 6) {
-                        Some((_, w)) if w.code() == Code::Lea_r32_m && w.memory_base() == Register::EBP => {}
+                        Some((_, w))
+                            if w.code() == Code::Lea_r32_m && w.memory_base() == Register::EBP => {}
                         _ => fail(k, "string pointer not freshly set"),
                     }
                 }
@@ -226,7 +287,9 @@ fn check_case(case: &Case, info: &mut InstructionInfoFactory) {
             if i.has_rep_prefix() || i.has_repne_prefix() {
                 let ok = match last_writer(info, &insns, k, Register::ECX, 6) {
                     Some((_, w)) if w.code() == Code::Mov_r32_imm32 => w.immediate(1) <= 16,
-                    Some((_, w)) if w.code() == Code::Mov_r8_imm8 && w.op0_register() == Register::CL => {
+                    Some((_, w))
+                        if w.code() == Code::Mov_r8_imm8 && w.op0_register() == Register::CL =>
+                    {
                         w.immediate(1) <= 16
                     }
                     Some((j, w)) if w.code() == Code::Pop_r32 => {
@@ -282,7 +345,10 @@ fn check_case(case: &Case, info: &mut InstructionInfoFactory) {
                     Mnemonic::Loop | Mnemonic::Loope | Mnemonic::Loopne => Register::ECX,
                     _ if i.is_jcc_short_or_near() => {
                         let d = &insns[k - 1];
-                        if !matches!(d.code(), Code::Dec_r32 | Code::Dec_rm32 | Code::Sub_rm32_imm8) {
+                        if !matches!(
+                            d.code(),
+                            Code::Dec_r32 | Code::Dec_rm32 | Code::Sub_rm32_imm8
+                        ) {
                             fail(k, "backward jcc not preceded by a counter decrement");
                         }
                         d.op0_register()
@@ -290,14 +356,21 @@ fn check_case(case: &Case, info: &mut InstructionInfoFactory) {
                     _ => fail(k, "backward branch that is not a loop"),
                 };
                 let top = insns.iter().position(|x| x.ip() == t).unwrap();
-                let body_end = if m == Mnemonic::Loop || m == Mnemonic::Loope || m == Mnemonic::Loopne { k } else { k - 1 };
+                let body_end =
+                    if m == Mnemonic::Loop || m == Mnemonic::Loope || m == Mnemonic::Loopne {
+                        k
+                    } else {
+                        k - 1
+                    };
                 for (j, b) in insns.iter().enumerate().take(body_end).skip(top) {
                     if writes(info, b, counter) || b.mnemonic() == Mnemonic::Call {
                         fail(j, "loop body writes its counter or calls");
                     }
                 }
                 let init = &insns[top - 1];
-                let ok = (init.code() == Code::Mov_r32_imm32 && init.op0_register() == counter && (1..=4).contains(&init.immediate(1)))
+                let ok = (init.code() == Code::Mov_r32_imm32
+                    && init.op0_register() == counter
+                    && (1..=4).contains(&init.immediate(1)))
                     || (init.code() == Code::Pop_r32
                         && init.op0_register() == counter
                         && insns[top - 2].code() == Code::Pushd_imm8
@@ -337,7 +410,12 @@ fn cases_assemble_decode_and_obey_the_rules() {
         assert_eq!(case.seed, seed);
         assert_eq!(case.regs[4], STACK_TOP);
         assert_eq!(case.regs[5], MEM_BASE);
-        assert_eq!(case.eflags & !COMPARED_EFLAGS, 0x202, "seed {seed}: eflags {:#x}", case.eflags);
+        assert_eq!(
+            case.eflags & !COMPARED_EFLAGS,
+            0x202,
+            "seed {seed}: eflags {:#x}",
+            case.eflags
+        );
         assert_eq!(case.data.len(), DATA_SIZE);
         let n = decode(&case).len();
         assert!(n <= MAX, "seed {seed}: {n} instructions > {MAX}");
@@ -385,7 +463,20 @@ fn every_class_is_covered() {
     let mut features: BTreeSet<&str> = BTreeSet::new();
     for seed in 0..SEEDS {
         let case = generate(seed, MAX);
-        for i in decode(&case) {
+        let insns = decode(&case);
+        for w in insns.windows(2) {
+            if w[0].code() == Code::Pushd_imm32 && w[1].code() == Code::Retnd {
+                features.insert("push label; ret");
+            }
+        }
+        for i in insns {
+            match (i.code(), i.op0_kind()) {
+                (Code::Jmp_rm32, OpKind::Register) => features.insert("jmp reg"),
+                (Code::Jmp_rm32, OpKind::Memory) => features.insert("jmp [mem]"),
+                (Code::Call_rm32, OpKind::Register) => features.insert("call reg"),
+                (Code::Call_rm32, OpKind::Memory) => features.insert("call [mem]"),
+                _ => false,
+            };
             *mnemonics.entry(i.mnemonic()).or_default() += 1;
             codes.insert(i.code());
             if i.has_lock_prefix() {
@@ -397,35 +488,166 @@ fn every_class_is_covered() {
             if i.has_repne_prefix() {
                 features.insert("repne");
             }
-            if (0..i.op_count()).any(|o| i.op_kind(o) == OpKind::Register && i.op_register(o).is_gpr16()) {
+            if (0..i.op_count())
+                .any(|o| i.op_kind(o) == OpKind::Register && i.op_register(o).is_gpr16())
+            {
                 features.insert("16-bit operand");
             }
             if (0..i.op_count()).any(|o| {
                 i.op_kind(o) == OpKind::Register
-                    && matches!(i.op_register(o), Register::AH | Register::CH | Register::DH | Register::BH)
+                    && matches!(
+                        i.op_register(o),
+                        Register::AH | Register::CH | Register::DH | Register::BH
+                    )
             }) {
                 features.insert("high byte register");
             }
-            if i.op_count() > 0 && (0..i.op_count()).any(|o| i.op_kind(o) == OpKind::Memory) && i.memory_index() != Register::None && i.mnemonic() != Mnemonic::Lea {
+            if i.op_count() > 0
+                && (0..i.op_count()).any(|o| i.op_kind(o) == OpKind::Memory)
+                && i.memory_index() != Register::None
+                && i.mnemonic() != Mnemonic::Lea
+            {
                 features.insert("indexed memory");
             }
         }
     }
     use Mnemonic as M;
     let classes: &[(&str, &[Mnemonic])] = &[
-        ("alu", &[M::Add, M::Adc, M::Sub, M::Sbb, M::And, M::Or, M::Xor, M::Cmp, M::Test, M::Mov, M::Inc, M::Dec, M::Neg, M::Not]),
-        ("shift", &[M::Shl, M::Shr, M::Sar, M::Rol, M::Ror, M::Rcl, M::Rcr, M::Shld, M::Shrd]),
+        (
+            "alu",
+            &[
+                M::Add,
+                M::Adc,
+                M::Sub,
+                M::Sbb,
+                M::And,
+                M::Or,
+                M::Xor,
+                M::Cmp,
+                M::Test,
+                M::Mov,
+                M::Inc,
+                M::Dec,
+                M::Neg,
+                M::Not,
+            ],
+        ),
+        (
+            "shift",
+            &[
+                M::Shl,
+                M::Shr,
+                M::Sar,
+                M::Rol,
+                M::Ror,
+                M::Rcl,
+                M::Rcr,
+                M::Shld,
+                M::Shrd,
+            ],
+        ),
         ("muldiv", &[M::Mul, M::Imul, M::Div, M::Idiv]),
-        ("bits", &[M::Bt, M::Bts, M::Btr, M::Btc, M::Bsf, M::Bsr, M::Bswap]),
-        ("setcc", &[M::Seto, M::Setb, M::Sete, M::Setne, M::Setl, M::Setg, M::Setp, M::Sets]),
-        ("cmov", &[M::Cmovo, M::Cmovb, M::Cmove, M::Cmovne, M::Cmovl, M::Cmovg, M::Cmovp, M::Cmovs]),
+        (
+            "bits",
+            &[M::Bt, M::Bts, M::Btr, M::Btc, M::Bsf, M::Bsr, M::Bswap],
+        ),
+        (
+            "setcc",
+            &[
+                M::Seto,
+                M::Setb,
+                M::Sete,
+                M::Setne,
+                M::Setl,
+                M::Setg,
+                M::Setp,
+                M::Sets,
+            ],
+        ),
+        (
+            "cmov",
+            &[
+                M::Cmovo,
+                M::Cmovb,
+                M::Cmove,
+                M::Cmovne,
+                M::Cmovl,
+                M::Cmovg,
+                M::Cmovp,
+                M::Cmovs,
+            ],
+        ),
         ("xchg", &[M::Xchg, M::Xadd, M::Cmpxchg, M::Cmpxchg8b]),
-        ("ext", &[M::Movzx, M::Movsx, M::Lea, M::Cbw, M::Cwde, M::Cwd, M::Cdq]),
-        ("flags", &[M::Clc, M::Stc, M::Cmc, M::Cld, M::Std, M::Lahf, M::Sahf]),
+        (
+            "ext",
+            &[M::Movzx, M::Movsx, M::Lea, M::Cbw, M::Cwde, M::Cwd, M::Cdq],
+        ),
+        (
+            "flags",
+            &[M::Clc, M::Stc, M::Cmc, M::Cld, M::Std, M::Lahf, M::Sahf],
+        ),
         ("stack", &[M::Push, M::Pop, M::Pushfd, M::Popfd]),
-        ("string", &[M::Movsb, M::Movsw, M::Stosb, M::Stosw, M::Stosd, M::Lodsb, M::Lodsw, M::Lodsd, M::Cmpsb, M::Cmpsw, M::Scasb, M::Scasw, M::Scasd]),
-        ("flow", &[M::Jmp, M::Je, M::Jne, M::Jb, M::Ja, M::Jl, M::Jg, M::Jecxz, M::Loop, M::Loope, M::Loopne, M::Call, M::Ret]),
-        ("sse", &[M::Movdqu, M::Movdqa, M::Movd, M::Movq, M::Paddd, M::Psubq, M::Pxor, M::Pand, M::Pmullw, M::Pshufd, M::Punpcklbw, M::Addps, M::Mulpd, M::Cvtsi2sd, M::Cvttsd2si, M::Comisd, M::Pmovmskb, M::Pextrw, M::Pinsrw, M::Psllq]),
+        (
+            "string",
+            &[
+                M::Movsb,
+                M::Movsw,
+                M::Stosb,
+                M::Stosw,
+                M::Stosd,
+                M::Lodsb,
+                M::Lodsw,
+                M::Lodsd,
+                M::Cmpsb,
+                M::Cmpsw,
+                M::Scasb,
+                M::Scasw,
+                M::Scasd,
+            ],
+        ),
+        (
+            "flow",
+            &[
+                M::Jmp,
+                M::Je,
+                M::Jne,
+                M::Jb,
+                M::Ja,
+                M::Jl,
+                M::Jg,
+                M::Jecxz,
+                M::Loop,
+                M::Loope,
+                M::Loopne,
+                M::Call,
+                M::Ret,
+            ],
+        ),
+        (
+            "sse",
+            &[
+                M::Movdqu,
+                M::Movdqa,
+                M::Movd,
+                M::Movq,
+                M::Paddd,
+                M::Psubq,
+                M::Pxor,
+                M::Pand,
+                M::Pmullw,
+                M::Pshufd,
+                M::Punpcklbw,
+                M::Addps,
+                M::Mulpd,
+                M::Cvtsi2sd,
+                M::Cvttsd2si,
+                M::Comisd,
+                M::Pmovmskb,
+                M::Pextrw,
+                M::Pinsrw,
+                M::Psllq,
+            ],
+        ),
     ];
     let mut missing = Vec::new();
     for (class, ms) in classes {
@@ -466,11 +688,22 @@ fn every_class_is_covered() {
             missing.push(format!("code:{c:?}"));
         }
     }
-    for f in ["lock", "rep", "repne", "16-bit operand", "high byte register", "indexed memory"] {
+    for f in [
+        "lock",
+        "rep",
+        "repne",
+        "16-bit operand",
+        "high byte register",
+        "indexed memory",
+        "jmp reg",
+        "jmp [mem]",
+        "call reg",
+        "call [mem]",
+        "push label; ret",
+    ] {
         if !features.contains(f) {
             missing.push(format!("feature:{f}"));
         }
     }
-    // Both register- and memory-indirect jumps and calls.
     assert!(missing.is_empty(), "not generated: {missing:?}");
 }
