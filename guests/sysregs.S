@@ -344,7 +344,7 @@ rf_main:
         movl %esi, %db6
         CHECK_MASK %ebx, $0xf, $0xf, "cpl0: DR6 B0-B3 can be set"
         CHECK_MASK %ecx, $0xf, $0, "cpl0: DR6 B0-B3 can be cleared"
-        CHECK_MASK %ecx, $0xff0, $0xff0, "cpl0: DR6 bits 4-11 read as 1"
+        CHECK_MASK %ecx, $0x7f0, $0x7f0, "cpl0: DR6 bits 4-10 read as 1"
         movl %db7, %esi
         movl $0x00550400, %eax          # RW/LEN fields only, no enables
         movl %eax, %db7

@@ -317,11 +317,34 @@ impl TCache {
         &mut self,
         tc: &mut [u8],
         key: Key,
-        mut fetch: impl FnMut(u32, &mut [u8]),
+        fetch: impl FnMut(u32, &mut [u8]),
     ) -> Result<u32, TranslateError> {
         if let Some(h) = self.lookup(&key) {
             return Ok(h);
         }
+        self.translate_block(tc, key, fetch, MAX_INSNS, true)
+    }
+
+    /// Translates just the instruction at `key` into a one-shot block that is neither
+    /// registered for lookup nor tied to its guest page: used to let a store into a page
+    /// of translated code run once while that page is unprotected.
+    pub fn translate_once(
+        &mut self,
+        tc: &mut [u8],
+        key: Key,
+        fetch: impl FnMut(u32, &mut [u8]),
+    ) -> Result<u32, TranslateError> {
+        self.translate_block(tc, key, fetch, 1, false)
+    }
+
+    fn translate_block(
+        &mut self,
+        tc: &mut [u8],
+        key: Key,
+        mut fetch: impl FnMut(u32, &mut [u8]),
+        max_insns: usize,
+        register: bool,
+    ) -> Result<u32, TranslateError> {
         if self.top + MAX_BLOCK_BYTES > self.size {
             self.flush();
         }
@@ -335,7 +358,7 @@ impl TCache {
         let limit = key.cs_limit;
         let mut lin_end = key.lin;
         let mut ended = false;
-        for _ in 0..MAX_INSNS {
+        for _ in 0..max_insns {
             let mut bytes = [0u8; 16];
             let lin = key.cs_base.wrapping_add(eip);
             fetch(lin, &mut bytes);
@@ -434,10 +457,9 @@ impl TCache {
             self.emit_exit(tc, at, tail, kind);
             tail += STUB64;
         }
-        let block_index = self.blocks.len();
         // Links: a direct jump when the target exists, else a link stub.
         for (pos, target, branch_eip, call) in rel_links {
-            let dest = match (self.lookup(&target), target == key) {
+            let dest = match (self.lookup(&target), target == key && register) {
                 (Some(h), _) => h,
                 (None, true) => self.host_base + start as u32,
                 (None, false) => {
@@ -456,6 +478,12 @@ impl TCache {
         self.top = (tail + 63) & !63;
         self.stats.blocks += 1;
         self.stats.guest_insns += insns.len() as u64;
+        let block_index = self.blocks.len();
+        if !register {
+            self.blocks.push(Block { key, start, end, lin_end, insns, live: false });
+            self.by_start.insert(start, block_index);
+            return Ok(self.host_base + start as u32);
+        }
         let first_page = key.lin >> 12;
         let last_page = lin_end.wrapping_sub(1) >> 12;
         let mut p = first_page;

@@ -26,7 +26,9 @@ impl Memory for HostMemory {
         let ram = self.host.space().ram();
         let start = pa as usize;
         let avail = (self.ram_size as usize).saturating_sub(start).min(buf.len());
-        buf[..avail].copy_from_slice(&ram[start..start + avail]);
+        if avail > 0 {
+            buf[..avail].copy_from_slice(&ram[start..start + avail]);
+        }
         buf[avail..].fill(0xFF);
     }
 
@@ -128,6 +130,9 @@ pub struct Vm {
     tc: TCache,
     shadows: Shadows,
     pub stats: VmStats,
+    /// Run the next instruction from a one-shot translation (after a store into a page of
+    /// translated code, so that the store can complete while the page is writable).
+    single_once: bool,
 }
 
 const ARITH: u32 = eflags::CF | eflags::PF | eflags::AF | eflags::ZF | eflags::SF | eflags::DF | eflags::OF;
@@ -151,6 +156,7 @@ impl Vm {
             tc: TCache::new(TC_START, TC_SIZE, exit_stub, HOST_CS64),
             shadows: Shadows::new(),
             stats: VmStats::default(),
+            single_once: false,
         })
     }
 
@@ -211,6 +217,23 @@ impl Vm {
         Ok(())
     }
 
+    fn translate_once(&mut self, key: Key) -> Result<u32, Stop> {
+        let ram_size = self.m.mem.ram_size as usize;
+        let flushes = self.tc.stats.flushes;
+        let (tc, ram) = self.m.mem.host.space_mut().tc_and_ram();
+        let r = self.tc.translate_once(tc, key, |lin, buf| {
+            for (k, b) in buf.iter_mut().enumerate() {
+                let a = lin.wrapping_add(k as u32) as usize;
+                *b = if a < ram_size { ram[a] } else { 0xFF };
+            }
+        });
+        let h = r.map_err(|e| Stop::Unsupported { eip: key.eip(), what: e.to_string() })?;
+        if self.tc.stats.flushes != flushes {
+            self.unprotect_all()?;
+        }
+        Ok(h)
+    }
+
     fn translate(&mut self, key: Key) -> Result<u32, Stop> {
         if let Some(h) = self.tc.lookup(&key) {
             return Ok(h);
@@ -268,7 +291,11 @@ impl Vm {
             return Err(Stop::Unsupported { eip: self.m.cpu.eip, what: TranslateError::Code16.to_string() });
         }
         let key = self.key();
-        let host_eip = self.translate(key)?;
+        let host_eip = if std::mem::take(&mut self.single_once) {
+            self.translate_once(key)?
+        } else {
+            self.translate(key)?
+        };
         self.enter(host_eip)?;
         let ctx = self.m.mem.host.ctx_mut();
         if ctx.exit_site == EXIT_SIGNAL {
@@ -391,6 +418,7 @@ impl Vm {
             // The guest wrote a page holding translated code: drop those translations and
             // let the write happen (the faulting instruction restarts).
             self.stats.smc_faults += 1;
+            self.single_once = true;
             return self.drop_code_page(cr2 >> 12);
         }
         let cs = *self.m.cpu.sreg(Sreg::Cs);
