@@ -36,6 +36,9 @@ struct RunArgs {
     /// Multiboot v1 ELF32 kernel to boot.
     #[arg(long)]
     kernel: Option<PathBuf>,
+    /// Boot one of the project's conformance guests (guests/NAME.S) built with this binary.
+    #[arg(long, conflicts_with = "kernel")]
+    guest: Option<String>,
     /// Kernel command line.
     #[arg(long, default_value = "")]
     append: String,
@@ -69,9 +72,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Path of a conformance guest assembled by build.rs for this build.
+fn built_in_guest(name: &str) -> Result<PathBuf> {
+    let dir = PathBuf::from(env!("RINGFOLD_GUESTS_DIR"));
+    let names = std::fs::read_to_string(dir.join("list.txt")).unwrap_or_default();
+    if !names.lines().any(|n| n == name) {
+        bail!("no conformance guest named {name:?}; available: {}", names.lines().collect::<Vec<_>>().join(", "));
+    }
+    Ok(dir.join(format!("{name}.elf")))
+}
+
 fn run(a: RunArgs) -> Result<ExitCode> {
-    let Some(kernel_path) = a.kernel else {
-        bail!("no guest given: pass --kernel FILE (a Multiboot v1 ELF32 kernel)");
+    let kernel_path = match (a.kernel, &a.guest) {
+        (Some(k), _) => k,
+        (None, Some(name)) => built_in_guest(name)?,
+        (None, None) => bail!("no guest given: pass --kernel FILE (a Multiboot v1 ELF32 kernel) or --guest NAME"),
     };
     let kernel = std::fs::read(&kernel_path).with_context(|| format!("cannot read kernel {}", kernel_path.display()))?;
     let initrd = match &a.initrd {

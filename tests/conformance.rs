@@ -46,7 +46,7 @@ conformance!(flags, io, ints, segs, farxfer, sysregs, cpuid_msr_tsc, sysenter, a
 fn every_guest_is_tested() {
     let list = std::fs::read_to_string(PathBuf::from(env!("RINGFOLD_GUESTS_DIR")).join("list.txt")).unwrap();
     for name in list.lines().filter(|l| !l.is_empty()) {
-        assert!(LISTED.contains(&name) || name == "triple", "guest {name} has no test");
+        assert!(LISTED.contains(&name) || ["triple", "code16", "halt"].contains(&name), "guest {name} has no test");
     }
 }
 
@@ -56,6 +56,22 @@ fn triple_fault_stops_cleanly() {
     assert!(out.contains("about to triple fault"), "{out}");
     assert!(err.contains("triple fault"), "{err}");
     assert_eq!(code, Some(80));
+}
+
+#[test]
+fn code16_is_refused_clearly() {
+    let (code, _out, err) = run("code16", &[]);
+    assert!(err.contains("16-bit code segments are not supported"), "{err}");
+    assert_eq!(code, Some(84));
+}
+
+#[test]
+fn halt_with_interrupts_off_stops() {
+    let (code, out, err) = run("halt", &[]);
+    assert!(out.contains("# halt: cli; hlt"), "{out}");
+    assert!(!out.contains("not ok"), "{out}");
+    assert!(err.contains("halted with interrupts disabled"), "{err}");
+    assert_eq!(code, Some(82));
 }
 
 #[test]
