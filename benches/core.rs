@@ -86,6 +86,45 @@ fn main() {
     println!("  translated at guest CPL3: {:.3} Gcycles  ratio {:.3}x", g3 as f64 / 1e9, g3 as f64 / n as f64);
     println!("  translated at guest CPL0: {:.3} Gcycles  ratio {:.3}x", g0 as f64 / 1e9, g0 as f64 / n as f64);
 
+    // Calls and returns: `call f` / `f: add eax, ecx; ret` and an indirect `call *%edx`
+    // (inline lookup of the return / target in the translation cache's table).
+    let mut calls = with_loop(&[0xE8, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xD2]); // call f; call *%edx
+    let body_len = calls.len() as u32;
+    calls.extend_from_slice(&[0x0F, 0x0B]); // ud2 (end of the guest run)
+    // f lives 2 KiB further (the native runner's terminator is written right after the body).
+    calls.resize(0x800, 0xCC);
+    let f = CODE + calls.len() as u32;
+    calls.extend_from_slice(&[0x01, 0xC8, 0xC3]); // f: add eax, ecx; ret
+    let rel = f.wrapping_sub(CODE + 5);
+    calls[1..5].copy_from_slice(&rel.to_le_bytes());
+    let k = 20_000_000;
+    let run_native_calls = |vm: &mut Vm| {
+        vm.m.mem.write(CODE, &calls);
+        let mut regs = [0u32; 8];
+        regs[1] = k;
+        regs[2] = f;
+        regs[4] = 0x0080_0000;
+        let t0 = rdtsc();
+        vm.run_native(CODE, CODE + body_len, regs, 0x202).expect("native run");
+        rdtsc() - t0
+    };
+    let run_guest_calls = |vm: &mut Vm| {
+        vm.m.mem.write(CODE, &calls);
+        let tsc = vm.cpu_mut().tsc_offset;
+        *vm.cpu_mut() = guest_cpu(3, k);
+        vm.cpu_mut().gpr[2] = f;
+        vm.cpu_mut().tsc_offset = tsc;
+        let t0 = rdtsc();
+        let stop = vm.run();
+        let t = rdtsc() - t0;
+        assert!(matches!(stop, Stop::TripleFault { eip, .. } if eip == CODE + body_len), "{stop}");
+        t
+    };
+    let n = best(3, || run_native_calls(&mut vm));
+    let g = best(3, || run_guest_calls(&mut vm));
+    println!("call/ret loop ({k} iterations, 2 calls each): native {:.1} cycles/iter, translated {:.1} cycles/iter, ratio {:.2}x",
+        n as f64 / k as f64, g as f64 / k as f64, g as f64 / n as f64);
+
     // Helper call: CLI at CPL0 (IF already 0) vs NOP, per iteration.
     let k = 2_000_000;
     let with_cli = best(3, || guest(&mut vm, &with_loop(&[0xFA]), 0, k));

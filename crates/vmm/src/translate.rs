@@ -36,7 +36,9 @@ impl Key {
 #[derive(Clone, Debug)]
 pub enum SiteKind {
     /// Interpret this guest instruction (sensitive, indirect branch, return, invalid).
-    Emulate(Box<Instruction>),
+    /// `fill`: the instruction is the miss path of an inline lookup; afterwards the monitor
+    /// enters the target in that context's table.
+    Emulate(Box<Instruction>, bool),
     /// x87/MMX/SSE instruction that must raise #NM or #UD in the current FPU mode.
     Fpu { eip: u32, sse: bool },
     /// A direct branch to a target without translation yet. `patch` is the TC offset of
@@ -48,6 +50,17 @@ pub enum SiteKind {
     Dispatch { key: Key },
 }
 
+/// Scratch state an inline lookup sequence has put on the guest stack at a given host
+/// instruction: `reserve` bytes from `lea -n(%esp)`, then `pushes` of EAX, ECX, EDX.
+/// A fault there is undone (registers reloaded from the stack, ESP restored) and the guest
+/// instruction is interpreted by the monitor, which then takes the guest's own faults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scratch {
+    pub in_seq: bool,
+    pub reserve: u8,
+    pub pushes: u8,
+}
+
 /// A translated block.
 #[derive(Clone, Debug)]
 pub struct Block {
@@ -57,8 +70,9 @@ pub struct Block {
     pub end: usize,
     /// Guest linear bytes [lin_start, lin_end) the block was translated from.
     pub lin_end: u32,
-    /// (TC offset, guest EIP) of each guest instruction's translation, ascending.
-    pub insns: Vec<(usize, u32)>,
+    /// Host instructions that can fault, ascending by TC offset: (TC offset, guest EIP,
+    /// scratch state to undo before the guest instruction is interpreted instead).
+    pub insns: Vec<(usize, u32, Scratch)>,
     pub live: bool,
 }
 
@@ -85,6 +99,8 @@ pub struct TCache {
     pub sites: Vec<SiteKind>,
     /// Guest page -> blocks translated from it.
     pages: HashMap<u32, Vec<usize>>,
+    /// Lookup table (TC offset) per context (CS base, CS limit, CPL, FPU mode).
+    tables: HashMap<(u32, u32, u8, u8), usize>,
     pub stats: TcStats,
     exit_stub: fn(u32) -> [u8; 19],
     /// 32-bit code selector of the host's 64-bit code (far-jump target selector).
@@ -104,6 +120,8 @@ const MAX_INSNS: usize = 64;
 /// Worst case bytes one block needs (instructions, links, stubs).
 const MAX_BLOCK_BYTES: usize = MAX_INSNS * (16 + 40) + 512;
 const STUB32: usize = 7;
+const TABLE_ENTRIES: usize = 65536;
+const TABLE_BYTES: usize = TABLE_ENTRIES * 8;
 const STUB64: usize = 19;
 
 /// CPUID features whose instructions may run natively (what our CPUID advertises).
@@ -136,6 +154,11 @@ pub enum Class {
     LoopLike,
     Emulate,
     Fpu { sse: bool },
+    /// Near RET / RET imm16 (32-bit operand size): inline table lookup.
+    Ret,
+    /// Near JMP/CALL through a 32-bit register or memory operand: inline table lookup.
+    IndirectJmp,
+    IndirectCall,
 }
 
 /// Classifies a decoded 32-bit instruction (translator policy; unit-tested).
@@ -175,6 +198,15 @@ pub fn classify(i: &Instruction, fpu: u8) -> Class {
             };
         }
         FlowControl::Call if i.op0_kind() == OpKind::NearBranch32 => return Class::Call,
+        FlowControl::Return if matches!(i.code(), iced_x86::Code::Retnd | iced_x86::Code::Retnd_imm16) => return Class::Ret,
+        FlowControl::IndirectBranch | FlowControl::IndirectCall
+            if matches!(i.code(), iced_x86::Code::Jmp_rm32 | iced_x86::Code::Call_rm32)
+                && i.segment_prefix() != Register::CS
+                && (i.op0_kind() == OpKind::Register
+                    || (i.memory_base().size() != 2 && i.memory_index().size() != 2 && i.memory_displ_size() != 2)) =>
+        {
+            return if i.code() == iced_x86::Code::Jmp_rm32 { Class::IndirectJmp } else { Class::IndirectCall };
+        }
         _ => return Class::Emulate,
     }
     // Sensitive instructions with sequential flow.
@@ -211,6 +243,110 @@ pub fn classify(i: &Instruction, fpu: u8) -> Class {
     Class::Copy
 }
 
+/// Emits the inline lookup sequence for RET / JMP r/m32 / CALL r/m32 at `tc[at..]`.
+/// It does not touch EFLAGS (POPFD is slow and a table compare needs no flags):
+///
+/// ```text
+///   [lea -R(%esp),%esp]            R = 0 (RET), 4 (JMP), 8 (CALL): room for the host target
+///   push %eax; push %ecx; push %edx   scratch below the guest's ESP (i386 code has no red zone)
+///   mov <target>, %eax             the guest's return slot or branch operand (ESP-relative
+///                                  displacements adjusted by the scratch)
+///   movzx %ax,%ecx                 index = target & 0xFFFF
+///   mov %cs:T+4(,%ecx,8),%edx      candidate host address
+///   mov %cs:T(,%ecx,8),%ecx        -(guest EIP) stored in the entry
+///   lea (%ecx,%eax),%ecx; jecxz hit   zero iff the entry is for this target
+///   pop %edx; pop %ecx; pop %eax; [lea R(%esp),%esp]; ljmp -> interpret, then fill T
+/// hit:
+///   mov %edx,12(%esp)              host target into the slot
+///   [movl $return_eip,16(%esp)]    CALL: the exact guest return address
+///   pop %edx; pop %ecx; pop %eax; ret [imm16]
+/// ```
+/// Faults inside the sequence are undone with the `Scratch` records and the guest
+/// instruction is interpreted instead, so the guest sees exactly its own faults.
+fn emit_lookup(
+    tc: &mut [u8],
+    at: usize,
+    i: &Instruction,
+    table: u32,
+    insns: &mut Vec<(usize, u32, Scratch)>,
+    stubs: &mut Vec<(usize, SiteKind)>,
+) -> usize {
+    let eip = i.ip32();
+    let (reserve, is_call): (u8, bool) = match i.code() {
+        iced_x86::Code::Jmp_rm32 => (4, false),
+        iced_x86::Code::Call_rm32 => (8, true),
+        _ => (0, false),
+    };
+    let mut c = at;
+    fn put(tc: &mut [u8], c: &mut usize, bytes: &[u8]) {
+        tc[*c..*c + bytes.len()].copy_from_slice(bytes);
+        *c += bytes.len();
+    }
+    let rec = |insns: &mut Vec<(usize, u32, Scratch)>, c: usize, pushes: u8| {
+        insns.push((c, eip, Scratch { in_seq: true, reserve, pushes }));
+    };
+    rec(insns, c, 0);
+    if reserve != 0 {
+        put(tc, &mut c, &[0x8D, 0x64, 0x24, (reserve as i8).wrapping_neg() as u8]); // lea -R(%esp),%esp
+    }
+    put(tc, &mut c, &[0x50]);
+    rec(insns, c, 1);
+    put(tc, &mut c, &[0x51]);
+    rec(insns, c, 2);
+    put(tc, &mut c, &[0x52]);
+    rec(insns, c, 3);
+    let adjust = reserve as i64 + 12;
+    if reserve == 0 {
+        put(tc, &mut c, &[0x8B, 0x44, 0x24, 0x0C]); // mov 12(%esp),%eax
+    } else if i.op0_kind() == OpKind::Register {
+        let r = i.op0_register();
+        if r == Register::ESP {
+            put(tc, &mut c, &[0x8D, 0x44, 0x24, adjust as u8]); // lea adjust(%esp),%eax
+        } else {
+            put(tc, &mut c, &[0x8B, 0xC0 | r.number() as u8]); // mov %r,%eax
+        }
+    } else {
+        let disp = i.memory_displacement32() as i64 + if i.memory_base() == Register::ESP { adjust } else { 0 };
+        let mem = iced_x86::MemoryOperand::new(
+            i.memory_base(), i.memory_index(), i.memory_index_scale(), disp, 4, false, i.segment_prefix(),
+        );
+        let m = Instruction::with2(iced_x86::Code::Mov_r32_rm32, Register::EAX, mem).expect("mov encoding");
+        let mut enc = iced_x86::Encoder::new(32);
+        let _ = enc.encode(&m, 0).expect("mov encodes");
+        put(tc, &mut c, &enc.take_buffer());
+    }
+    put(tc, &mut c, &[0x0F, 0xB7, 0xC8]); // movzx %ax,%ecx
+    put(tc, &mut c, &[0x2E, 0x8B, 0x14, 0xCD]);
+    put(tc, &mut c, &(table + 4).to_le_bytes()); // mov %cs:T+4(,%ecx,8),%edx
+    put(tc, &mut c, &[0x2E, 0x8B, 0x0C, 0xCD]);
+    put(tc, &mut c, &table.to_le_bytes()); // mov %cs:T(,%ecx,8),%ecx
+    put(tc, &mut c, &[0x8D, 0x0C, 0x01]); // lea (%ecx,%eax),%ecx
+    let jecxz = c;
+    put(tc, &mut c, &[0xE3, 0x00]);
+    put(tc, &mut c, &[0x5A, 0x59, 0x58]);
+    if reserve != 0 {
+        put(tc, &mut c, &[0x8D, 0x64, 0x24, reserve]); // lea R(%esp),%esp
+    }
+    stubs.push((c, SiteKind::Emulate(Box::new(*i), true)));
+    c += STUB32;
+    tc[jecxz + 1] = (c - (jecxz + 2)) as u8;
+    rec(insns, c, 3);
+    put(tc, &mut c, &[0x89, 0x54, 0x24, 0x0C]); // mov %edx,12(%esp)
+    if is_call {
+        put(tc, &mut c, &[0xC7, 0x44, 0x24, 0x10]);
+        put(tc, &mut c, &i.next_ip32().to_le_bytes()); // movl $ret,16(%esp)
+    }
+    insns.push((c, eip, Scratch::default()));
+    put(tc, &mut c, &[0x5A, 0x59, 0x58]);
+    if i.code() == iced_x86::Code::Retnd_imm16 {
+        put(tc, &mut c, &[0xC2]);
+        put(tc, &mut c, &i.immediate16().to_le_bytes());
+    } else {
+        put(tc, &mut c, &[0xC3]);
+    }
+    c
+}
+
 impl TCache {
     pub fn new(host_base: u32, size: usize, exit_stub: fn(u32) -> [u8; 19], host_cs64: u16) -> Self {
         TCache {
@@ -222,6 +358,7 @@ impl TCache {
             by_start: BTreeMap::new(),
             sites: Vec::new(),
             pages: HashMap::default(),
+            tables: HashMap::default(),
             stats: TcStats::default(),
             exit_stub,
             host_cs64,
@@ -236,6 +373,7 @@ impl TCache {
         self.by_start.clear();
         self.sites.clear();
         self.pages.clear();
+        self.tables.clear();
         self.stats.flushes += 1;
     }
 
@@ -253,16 +391,45 @@ impl TCache {
     }
 
     /// Maps a host EIP inside translated code back to (block, guest EIP).
-    pub fn guest_eip_of(&self, host_eip: u32) -> Option<(Key, u32)> {
+    pub fn guest_eip_of(&self, host_eip: u32) -> Option<(Key, u32, Scratch)> {
         let off = host_eip.checked_sub(self.host_base)? as usize;
         let (_, &bi) = self.by_start.range(..=off).next_back()?;
         let b = &self.blocks[bi];
         if off >= b.end {
             return None;
         }
-        let idx = b.insns.partition_point(|(o, _)| *o <= off);
-        let (_, eip) = *b.insns.get(idx.checked_sub(1)?)?;
-        Some((b.key, eip))
+        let idx = b.insns.partition_point(|(o, _, _)| *o <= off);
+        let (_, eip, scratch) = *b.insns.get(idx.checked_sub(1)?)?;
+        Some((b.key, eip, scratch))
+    }
+
+    /// The return/indirect-branch lookup table of a translation context (allocated on
+    /// first use): 65536 entries of (-guest EIP, host address), indexed by EIP & 0xFFFF.
+    fn table_for(&mut self, tc: &mut [u8], key: &Key) -> usize {
+        let ctx = (key.cs_base, key.cs_limit, key.cpl, key.fpu);
+        if let Some(&t) = self.tables.get(&ctx) {
+            return t;
+        }
+        let t = self.top;
+        self.top += TABLE_BYTES;
+        for i in 0..TABLE_ENTRIES {
+            // Entry i never matches: it matches EIP i+1, which belongs to index i+1.
+            tc[t + i * 8..t + i * 8 + 4].copy_from_slice(&(i as u32 + 1).wrapping_neg().to_le_bytes());
+            tc[t + i * 8 + 4..t + i * 8 + 8].copy_from_slice(&0u32.to_le_bytes());
+        }
+        self.tables.insert(ctx, t);
+        t
+    }
+
+    /// Records that guest EIP `eip` of context `key` is translated at `host` in the lookup
+    /// table used by that context's inline RET/JMP/CALL sequences.
+    pub fn fill_table(&mut self, tc: &mut [u8], key: &Key, host: u32) {
+        let ctx = (key.cs_base, key.cs_limit, key.cpl, key.fpu);
+        if let Some(&t) = self.tables.get(&ctx) {
+            let e = t + (key.eip() as usize & (TABLE_ENTRIES - 1)) * 8;
+            tc[e..e + 4].copy_from_slice(&key.eip().wrapping_neg().to_le_bytes());
+            tc[e + 4..e + 8].copy_from_slice(&host.to_le_bytes());
+        }
     }
 
     /// Emits a 32-bit `ljmp 0x33:stub64` at `tc[at..]` plus the 64-bit stub at `stub_at`.
@@ -345,9 +512,11 @@ impl TCache {
         max_insns: usize,
         register: bool,
     ) -> Result<u32, TranslateError> {
-        if self.top + MAX_BLOCK_BYTES > self.size {
+        if self.top + MAX_BLOCK_BYTES + TABLE_BYTES > self.size {
             self.flush();
         }
+        // The context's lookup table is allocated before the block (never inside it).
+        let table = self.host_base + self.table_for(tc, &key) as u32;
         let start = self.top;
         // Code goes first; exit stubs go after MAX_INSNS*... bytes reserved for code.
         let mut code = start;
@@ -365,7 +534,7 @@ impl TCache {
             let mut dec = Decoder::with_ip(32, &bytes, eip as u64, DecoderOptions::NONE);
             let i = dec.decode();
             let len = i.len().max(1) as u32;
-            insns.push((code, eip));
+            insns.push((code, eip, Scratch::default()));
             if eip as u64 + len as u64 - 1 > limit as u64 {
                 stubs.push((code, SiteKind::FetchFault { eip }));
                 code += STUB32;
@@ -426,13 +595,18 @@ impl TCache {
                     ended = true;
                 }
                 Class::Emulate => {
-                    stubs.push((code, SiteKind::Emulate(Box::new(i))));
+                    stubs.push((code, SiteKind::Emulate(Box::new(i), false)));
                     code += STUB32;
                     ended = true;
                 }
                 Class::Fpu { sse } => {
                     stubs.push((code, SiteKind::Fpu { eip, sse }));
                     code += STUB32;
+                    ended = true;
+                }
+                Class::Ret | Class::IndirectJmp | Class::IndirectCall => {
+                    insns.pop();
+                    code = emit_lookup(tc, code, &i, table, &mut insns, &mut stubs);
                     ended = true;
                 }
             }
@@ -442,7 +616,7 @@ impl TCache {
         }
         if !ended {
             tc[code] = 0xE9;
-            insns.push((code, eip));
+            insns.push((code, eip, Scratch::default()));
             rel_links.push((code + 1, key.with_eip(eip), eip, false));
             code += 5;
         }
@@ -521,7 +695,8 @@ mod tests {
         let cases: &[&[u8]] = &[
             &[0x9C], &[0x9D], &[0xFA], &[0xFB], &[0xF4], &[0xE4, 0x60], &[0xEE], &[0xF3, 0x6C], &[0x6E],
             &[0xCD, 0x80], &[0xCC], &[0xCE], &[0x62, 0x03], &[0x0F, 0x0B], &[0xEA, 0, 0, 0, 0, 0x33, 0],
-            &[0xFF, 0x28], &[0xCB], &[0xCF], &[0xC3], &[0xFF, 0xE0], &[0xFF, 0xD0],
+            &[0xFF, 0x28], &[0xCB], &[0xCF], &[0x66, 0xC3], &[0x66, 0xFF, 0xE0], &[0x67, 0xFF, 0x27],
+            &[0x2E, 0xFF, 0x20],
             &[0x8E, 0xD8], &[0x8C, 0xD8], &[0x1E], &[0x1F], &[0x0F, 0xA0], &[0x0F, 0xA9], &[0xC5, 0x06, 0, 0, 0, 0],
             &[0x0F, 0xB2, 0x06], &[0x0F, 0x02, 0xC0], &[0x0F, 0x03, 0xC0], &[0x0F, 0x00, 0xE0], &[0x0F, 0x00, 0xE8],
             &[0x0F, 0x01, 0x00], &[0x0F, 0x01, 0x08], &[0x0F, 0x00, 0xC0], &[0x0F, 0x00, 0xC8], &[0x0F, 0x01, 0xE0],
@@ -535,6 +710,47 @@ mod tests {
         for b in cases {
             assert_eq!(classify(&dec(b), 4), Class::Emulate, "{b:x?} {}", dec(b));
         }
+    }
+
+    #[test]
+    fn returns_and_indirect_branches_use_inline_lookup() {
+        assert_eq!(classify(&dec(&[0xC3]), 4), Class::Ret);
+        assert_eq!(classify(&dec(&[0xC2, 8, 0]), 4), Class::Ret);
+        assert_eq!(classify(&dec(&[0xFF, 0xE0]), 4), Class::IndirectJmp);
+        assert_eq!(classify(&dec(&[0xFF, 0x24, 0x85, 0, 0x10, 0, 0]), 4), Class::IndirectJmp);
+        assert_eq!(classify(&dec(&[0xFF, 0xD0]), 4), Class::IndirectCall);
+        assert_eq!(classify(&dec(&[0x64, 0xFF, 0x10]), 4), Class::IndirectCall);
+    }
+
+    /// The emitted sequence for `call *8(%esp)` decodes to the documented shape, reads
+    /// the operand with the ESP displacement adjusted by the scratch (8 + 12 bytes), and
+    /// every faultable host instruction before the stores carries its scratch depth.
+    #[test]
+    fn lookup_sequence_shape() {
+        let mut tc = vec![0u8; 4 << 20];
+        let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
+        let mut guest = vec![0x90u8; 0x1000];
+        guest[0x100..0x104].copy_from_slice(&[0xFF, 0x54, 0x24, 0x08]); // call *8(%esp)
+        let key = Key { lin: 0x100, cs_base: 0, cs_limit: 0xFFFF_FFFF, cpl: 3, fpu: 4 };
+        let h = t.translate(&mut tc, key, |lin, b| {
+            for (k, x) in b.iter_mut().enumerate() {
+                *x = *guest.get(lin as usize + k).unwrap_or(&0xFF);
+            }
+        }).unwrap();
+        let off = (h - 0x1000_0000) as usize;
+        let mut d = Decoder::with_ip(32, &tc[off..off + 80], h as u64, DecoderOptions::NONE);
+        let text: Vec<String> = (0..12).map(|_| format!("{}", d.decode())).collect();
+        assert_eq!(text[0], "lea esp,[esp-8]");
+        assert_eq!(&text[1..4], &["push eax", "push ecx", "push edx"]);
+        assert_eq!(text[4], "mov eax,[esp+1Ch]", "8 + 8 reserve + 12 scratch");
+        assert_eq!(text[5], "movzx ecx,ax");
+        assert!(text[6].starts_with("mov edx,cs:["), "{}", text[6]);
+        assert_eq!(text[8], "lea ecx,[ecx+eax]");
+        assert!(text[9].starts_with("jecxz"), "{}", text[9]);
+        let b = &t.blocks[0];
+        let depths: Vec<u8> = b.insns.iter().filter(|x| x.2.in_seq).map(|x| x.2.pushes).collect();
+        assert_eq!(depths, vec![0, 1, 2, 3, 3]);
+        assert!(b.insns.iter().all(|x| x.1 == 0x100));
     }
 
     #[test]
@@ -563,7 +779,7 @@ mod tests {
 
     #[test]
     fn blocks_chain_and_map_back() {
-        let mut tc = vec![0u8; 1 << 20];
+        let mut tc = vec![0u8; 4 << 20];
         let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
         // 0x100: add eax, ecx ; call 0x200 ; (0x107) 
         let mut guest = vec![0x90u8; 0x1000];
@@ -582,8 +798,8 @@ mod tests {
         assert_eq!(&tc[off..off + 2], &[0x01, 0xC8]);
         assert_eq!(tc[off + 2], 0x68, "push of the return address");
         assert_eq!(&tc[off + 3..off + 7], &0x107u32.to_le_bytes());
-        assert_eq!(t.guest_eip_of(h + 1), Some((key, 0x100)));
-        assert_eq!(t.guest_eip_of(h + 2), Some((key, 0x102)));
+        assert_eq!(t.guest_eip_of(h + 1), Some((key, 0x100, Scratch::default())));
+        assert_eq!(t.guest_eip_of(h + 2), Some((key, 0x102, Scratch::default())));
         // The call goes to a link site.
         let rel = u32::from_le_bytes(tc[off + 8..off + 12].try_into().unwrap());
         let link = (h + 12).wrapping_add(rel);
@@ -603,7 +819,7 @@ mod tests {
 
     #[test]
     fn fetch_beyond_cs_limit_faults() {
-        let mut tc = vec![0u8; 1 << 20];
+        let mut tc = vec![0u8; 4 << 20];
         let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
         let key = Key { lin: 0x0FFE, cs_base: 0, cs_limit: 0x0FFF, cpl: 3, fpu: 4 };
         t.translate(&mut tc, key, |_, b| b.fill(0x90)).unwrap();

@@ -347,10 +347,27 @@ impl Vm {
         };
         // Copy what is needed out of the site without allocating (this is the hot path).
         let kind = match kind {
-            SiteKind::Emulate(i) => {
-                let i: iced_x86::Instruction = **i;
+            SiteKind::Emulate(i, fill) => {
+                let (i, fill): (iced_x86::Instruction, bool) = (**i, *fill);
                 self.m.cpu.eip = i.ip32();
-                return self.m.exec(&i);
+                let from = self.key();
+                self.m.exec(&i)?;
+                if fill {
+                    // Miss path of an inline lookup: enter the target in the table, if the
+                    // branch stayed in the same context and did not fault.
+                    let to = self.key();
+                    if (to.cs_base, to.cs_limit, to.cpl, to.fpu) == (from.cs_base, from.cs_limit, from.cpl, from.fpu)
+                        && self.m.cpu.eip != i.ip32()
+                    {
+                        let flushes = self.tc.stats.flushes;
+                        let h = self.translate(to)?;
+                        if self.tc.stats.flushes == flushes {
+                            let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+                            self.tc.fill_table(tc, &to, h);
+                        }
+                    }
+                }
+                return Ok(());
             }
             SiteKind::Fpu { eip, sse } => SiteKind::Fpu { eip: *eip, sse: *sse },
             SiteKind::FetchFault { eip } => SiteKind::FetchFault { eip: *eip },
@@ -360,7 +377,7 @@ impl Vm {
             }
         };
         match kind {
-            SiteKind::Emulate(_) => unreachable!(),
+            SiteKind::Emulate(..) => unreachable!(),
             SiteKind::Fpu { eip, sse } => {
                 self.m.cpu.eip = eip;
                 self.m.fpu_unavailable(sse)
@@ -395,13 +412,16 @@ impl Vm {
 
     /// A fault in translated code, delivered by the host as a signal.
     fn host_fault(&mut self, trapno: u32, err: u32, cr2: u64, host_eip: u32) -> Result<(), Stop> {
-        let Some((_key, geip)) = self.tc.guest_eip_of(host_eip) else {
+        let Some((_key, geip, scratch)) = self.tc.guest_eip_of(host_eip) else {
             return Err(Stop::Unsupported {
                 eip: self.m.cpu.eip,
                 what: format!("host fault {trapno} at {host_eip:#x} outside translated code"),
             });
         };
         self.m.cpu.eip = geip;
+        if scratch.in_seq {
+            return self.rewind_and_interpret(scratch);
+        }
         match trapno {
             0 => self.m.raise(Fault { vector: 0, error: None }),
             6 => self.m.raise(Fault::ud()),
@@ -411,6 +431,30 @@ impl Vm {
             11..=14 => self.memory_fault(trapno, err, cr2 as u32),
             _ => Err(Stop::Unsupported { eip: geip, what: format!("unexpected host trap {trapno} in guest code") }),
         }
+    }
+
+    /// A fault inside an inline lookup sequence: undo its scratch pushes and interpret the
+    /// guest instruction (the interpreter raises the guest's own fault, if any).
+    fn rewind_and_interpret(&mut self, sc: crate::translate::Scratch) -> Result<(), Stop> {
+        let esp = self.m.cpu.gpr[4];
+        let guest_esp = esp.wrapping_add(sc.reserve as u32 + 4 * sc.pushes as u32);
+        let ss = self.m.cpu.sreg(Sreg::Ss).desc.base;
+        let slot = |k: u32| ss.wrapping_add(guest_esp.wrapping_sub(sc.reserve as u32 + 4 * k));
+        if sc.pushes >= 1 {
+            self.m.cpu.gpr[0] = self.m.read_lin(slot(1), 4).unwrap_or(0);
+        }
+        if sc.pushes >= 2 {
+            self.m.cpu.gpr[1] = self.m.read_lin(slot(2), 4).unwrap_or(0);
+        }
+        if sc.pushes >= 3 {
+            self.m.cpu.gpr[2] = self.m.read_lin(slot(3), 4).unwrap_or(0);
+        }
+        self.m.cpu.gpr[4] = guest_esp;
+        let cs = *self.m.cpu.sreg(Sreg::Cs);
+        let mut bytes = [0u8; 16];
+        let _ = self.m.read_lin_bytes(cs.desc.base.wrapping_add(self.m.cpu.eip), &mut bytes);
+        let i = Decoder::with_ip(32, &bytes, self.m.cpu.eip as u64, DecoderOptions::NONE).decode();
+        self.m.exec(&i)
     }
 
     fn memory_fault(&mut self, trapno: u32, err: u32, cr2: u32) -> Result<(), Stop> {
