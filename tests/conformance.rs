@@ -40,7 +40,7 @@ macro_rules! conformance {
     };
 }
 
-conformance!(flags, io, ints, segs, farxfer, sysregs, cpuid_msr_tsc, sysenter, attacks, faults, smc);
+conformance!(flags, io, ints, segs, farxfer, sysregs, cpuid_msr_tsc, sysenter, attacks, faults, smc, scratch);
 
 #[test]
 fn every_guest_is_tested() {

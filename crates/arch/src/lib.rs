@@ -11,6 +11,7 @@
 pub mod descriptor;
 pub mod eflags;
 pub mod exception;
+pub mod paging;
 pub mod selector;
 pub mod shadow;
 pub mod tss;
