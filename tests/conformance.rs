@@ -40,7 +40,10 @@ macro_rules! conformance {
     };
 }
 
-conformance!(flags, io, ints, segs, farxfer, sysregs, cpuid_msr_tsc, sysenter, attacks, faults, smc, scratch);
+conformance!(
+    flags, io, ints, segs, farxfer, sysregs, cpuid_msr_tsc, sysenter, attacks, faults, smc, scratch,
+    paging32, pagingpae, paging_coherence, paging_attack,
+);
 
 #[test]
 fn every_guest_is_tested() {

@@ -221,3 +221,56 @@ pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC has no memory effects; it is available on every x86-64 CPU.
     unsafe { std::arch::x86_64::_rdtsc() }
 }
+
+impl AddressSpace {
+    fn check_low(&self, lin: u32, len: u32) {
+        assert!(lin >= LOW_LIMIT && lin % 4096 == 0 && len % 4096 == 0 && lin as u64 + len as u64 <= MONITOR_START as u64,
+            "shadow mapping outside the guest part of the jail: {lin:#x}+{len:#x}");
+    }
+
+    /// Maps guest-physical page `pa` of RAM at linear page `lin` (shadow paging).
+    pub fn map_guest_page(&mut self, lin: u32, pa: u32, writable: bool) -> Result<(), MemError> {
+        self.check_low(lin, 4096);
+        assert!((pa as u64) + 4096 <= self.ram_size);
+        let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
+        map_fd(Some(lin as u64), 4096, prot, &self.ram_fd, pa as u64).map(|_| ())
+    }
+
+    /// Returns a linear range to the PROT_NONE reservation (guest accesses fault).
+    pub fn unmap_guest(&mut self, lin: u32, len: u32) -> Result<(), MemError> {
+        self.check_low(lin, len);
+        // SAFETY: replaces part of our own reservation with a fresh PROT_NONE mapping (never
+        // a hole another allocation could take).
+        let p = unsafe {
+            libc::mmap(lin as u64 as *mut libc::c_void, len as usize, libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED, -1, 0)
+        };
+        if p == libc::MAP_FAILED {
+            return Err(MemError::Map(last_err()));
+        }
+        Ok(())
+    }
+
+    /// Changes the protection of one shadow-mapped linear page.
+    pub fn protect_guest_page(&mut self, lin: u32, writable: bool) -> Result<(), MemError> {
+        self.check_low(lin, 4096);
+        let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
+        // SAFETY: the page lies in the guest part of our reservation (checked above).
+        if unsafe { libc::mprotect(lin as u64 as *mut libc::c_void, 4096, prot) } != 0 {
+            return Err(MemError::Protect(last_err()));
+        }
+        Ok(())
+    }
+
+    /// Restores the paging-off view: all RAM (but page 0) at guest-linear = physical.
+    pub fn map_identity(&mut self) -> Result<(), MemError> {
+        map_fd(Some(LOW_LIMIT as u64), (self.ram_size - LOW_LIMIT as u64) as usize,
+            libc::PROT_READ | libc::PROT_WRITE, &self.ram_fd, LOW_LIMIT as u64).map(|_| ())
+    }
+
+    /// Removes the paging-off identity view (shadow pages are then mapped on demand).
+    pub fn unmap_identity(&mut self) -> Result<(), MemError> {
+        let len = (self.ram_size - LOW_LIMIT as u64) as u32 & !0xFFF;
+        self.unmap_guest(LOW_LIMIT, len)
+    }
+}

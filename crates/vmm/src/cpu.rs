@@ -101,7 +101,7 @@ pub mod cr4 {
     pub const OSFXSR: u32 = 1 << 9;
     pub const OSXMMEXCPT: u32 = 1 << 10;
     /// CR4 bits a guest may set (the rest #GP): only what ringfold virtualizes.
-    pub const SUPPORTED: u32 = TSD | DE | MCE | PCE | OSFXSR | OSXMMEXCPT;
+    pub const SUPPORTED: u32 = TSD | DE | PSE | PAE | MCE | PGE | PCE | OSFXSR | OSXMMEXCPT;
 }
 
 /// The architectural state of one virtual CPU.

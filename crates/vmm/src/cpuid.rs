@@ -4,11 +4,15 @@
 /// CPUID leaf 1 EDX feature bits advertised.
 pub mod edx1 {
     pub const FPU: u32 = 1 << 0;
+    pub const PSE: u32 = 1 << 3;
     pub const TSC: u32 = 1 << 4;
     pub const MSR: u32 = 1 << 5;
+    pub const PAE: u32 = 1 << 6;
     pub const CX8: u32 = 1 << 8;
     pub const SEP: u32 = 1 << 11;
+    pub const PGE: u32 = 1 << 13;
     pub const CMOV: u32 = 1 << 15;
+    pub const PSE36: u32 = 1 << 17;
     pub const MMX: u32 = 1 << 23;
     pub const FXSR: u32 = 1 << 24;
     pub const SSE: u32 = 1 << 25;
@@ -28,11 +32,12 @@ pub fn cpuid(leaf: u32, _sub: u32) -> [u32; 4] {
             let eax = (0xF << 8) | (0x4 << 4) | 0x8;
             let ebx = 8 << 8; // CLFLUSH line size 64 bytes, 1 logical CPU, APIC ID 0
             use edx1::*;
-            let edx = FPU | TSC | MSR | CX8 | SEP | CMOV | MMX | FXSR | SSE | SSE2;
+            let edx = FPU | PSE | TSC | MSR | PAE | CX8 | SEP | PGE | CMOV | PSE36 | MMX | FXSR | SSE | SSE2;
             [eax, ebx, 0, edx]
         }
         0x8000_0000 => [0x8000_0004, w(&VENDOR[0..4]), w(&VENDOR[8..12]), w(&VENDOR[4..8])],
-        0x8000_0001 => [0xF48, 0, 0, 0],
+        // NX (bit 20) only: no SYSCALL in legacy mode, no long mode.
+        0x8000_0001 => [0xF48, 0, 0, 1 << 20],
         0x8000_0002..=0x8000_0004 => {
             let o = (leaf - 0x8000_0002) as usize * 16;
             [w(&BRAND[o..]), w(&BRAND[o + 4..]), w(&BRAND[o + 8..]), w(&BRAND[o + 12..])]
@@ -57,8 +62,9 @@ mod tests {
         assert_eq!(&v, VENDOR);
         let f = cpuid(1, 0);
         assert_eq!((f[0] >> 8) & 0xF, 0xF);
-        // Paging features are not advertised until shadow paging exists.
-        assert_eq!(f[3] & ((1 << 3) | (1 << 6) | (1 << 13)), 0);
+        // Shadow paging: PSE, PAE, PGE, PSE-36 and NX.
+        assert_eq!(f[3] & ((1 << 3) | (1 << 6) | (1 << 13) | (1 << 17)), (1 << 3) | (1 << 6) | (1 << 13) | (1 << 17));
+        assert_eq!(cpuid(0x8000_0001, 0)[3], 1 << 20);
         assert_eq!(cpuid(0x8000_0001, 0)[3] & (1 << 11), 0, "no SYSCALL in legacy mode");
         assert_eq!(cpuid(7, 0), [0; 4]);
     }

@@ -4,7 +4,9 @@
 
 use crate::cpu::{cr0, cr4, msr, SegReg, Sreg, SysSeg, TableReg};
 use crate::cpuid;
-use crate::machine::{Ex, Fault, Machine, Memory, Stop};
+use crate::machine::{Ex, Fault, Machine, Memory, Stop, TlbEvent};
+
+const EFER_NXE: u64 = 1 << 11;
 use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 use ringfold_arch::descriptor::SystemKind;
 use ringfold_arch::{eflags, Descriptor, Selector};
@@ -56,7 +58,7 @@ impl<M: Memory> Machine<M> {
         if a16 { v & 0xFFFF } else { v }
     }
 
-    fn mem_seg(i: &Instruction) -> Sreg {
+    pub(crate) fn mem_seg(i: &Instruction) -> Sreg {
         Sreg::from_iced(i.memory_segment()).unwrap_or(Sreg::Ds)
     }
 
@@ -122,7 +124,7 @@ impl<M: Memory> Machine<M> {
         }
         let n = (tr.limit as usize + 1).min(104 + 8192 + 2);
         let mut buf = vec![0u8; n];
-        let _ = self.read_lin_bytes(tr.base, &mut buf);
+        let _ = self.read_sys_bytes(tr.base, &mut buf);
         ringfold_arch::tss::io_allowed(tr.limit, |o| buf.get(o as usize).copied(), port, size as u8)
     }
 
@@ -141,7 +143,7 @@ impl<M: Memory> Machine<M> {
         Ok(())
     }
 
-    fn string_count(&self, i: &Instruction) -> Option<u32> {
+    pub(crate) fn string_count(&self, i: &Instruction) -> Option<u32> {
         if i.has_rep_prefix() || i.has_repne_prefix() {
             let a16 = i.op_kind(0) == OpKind::MemoryESDI && i.memory_size().size() > 0 && false;
             let _ = a16;
@@ -151,13 +153,13 @@ impl<M: Memory> Machine<M> {
         }
     }
 
-    fn addr16(i: &Instruction) -> bool {
+    pub(crate) fn addr16(i: &Instruction) -> bool {
         // String instructions: the address size decides SI/DI vs ESI/EDI and CX vs ECX.
         matches!(i.op_kind(0), OpKind::MemorySegSI | OpKind::MemoryESDI)
             || matches!(i.op_kind(1), OpKind::MemorySegSI | OpKind::MemoryESDI)
     }
 
-    fn adv(&mut self, reg: usize, size: u32, a16: bool) {
+    pub(crate) fn adv(&mut self, reg: usize, size: u32, a16: bool) {
         let d = if self.cpu.eflags & eflags::DF != 0 { (size as u32).wrapping_neg() } else { size };
         if a16 {
             let v = (self.cpu.gpr[reg].wrapping_add(d)) & 0xFFFF;
@@ -167,7 +169,7 @@ impl<M: Memory> Machine<M> {
         }
     }
 
-    fn dec_count(&mut self, a16: bool) -> u32 {
+    pub(crate) fn dec_count(&mut self, a16: bool) -> u32 {
         if a16 {
             let v = (self.cpu.gpr[1].wrapping_sub(1)) & 0xFFFF;
             self.cpu.gpr[1] = (self.cpu.gpr[1] & 0xFFFF_0000) | v;
@@ -231,6 +233,28 @@ impl<M: Memory> Machine<M> {
         })
     }
 
+    /// With PAE paging active, the PDPTEs are loaded (and checked) at the time CR3, CR0 or
+    /// CR4 is written: reserved bits set in a present PDPTE raise #GP(0).
+    fn check_pdptes(&mut self, cr0v: u32, cr3v: u32, cr4v: u32) -> Ex<()> {
+        if cr0v & cr0::PG != 0 && cr4v & cr4::PAE != 0 {
+            let mut e = [0u64; 4];
+            for (k, x) in e.iter_mut().enumerate() {
+                *x = self.read_phys_u64((cr3v & !0x1F).wrapping_add(k as u32 * 8));
+            }
+            let bad = e.iter().any(|p| p & 1 != 0 && p & (0xFFFF_FFF0_0000_01E6u64) != 0);
+            if bad {
+                return Err(Fault::gp(0));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_phys_u64(&mut self, pa: u32) -> u64 {
+        let mut b = [0u8; 8];
+        self.mem.read(pa, &mut b);
+        u64::from_le_bytes(b)
+    }
+
     fn write_cr(&mut self, n: usize, v: u32) -> R {
         match n {
             0 => {
@@ -240,18 +264,33 @@ impl<M: Memory> Machine<M> {
                 if v & cr0::PE == 0 {
                     return Err(self.unsupported("clearing CR0.PE (real mode is not supported yet)"));
                 }
-                if v & cr0::PG != 0 {
-                    return Err(self.unsupported("setting CR0.PG (paging is not supported yet)"));
+                let old = self.cpu.cr0;
+                if v & cr0::PG != 0 && old & cr0::PG == 0 {
+                    self.check_pdptes(v, self.cpu.cr3, self.cpu.cr4)?;
                 }
                 self.cpu.cr0 = v | cr0::ET;
+                if (old ^ v) & (cr0::PG | cr0::WP) != 0 {
+                    self.tlb_events.push(TlbEvent::FlushAll);
+                }
             }
             2 => self.cpu.cr2 = v,
-            3 => self.cpu.cr3 = v,
+            3 => {
+                self.check_pdptes(self.cpu.cr0, v, self.cpu.cr4)?;
+                self.cpu.cr3 = v;
+                self.tlb_events.push(TlbEvent::FlushNonGlobal);
+            }
             4 => {
                 if v & !cr4::SUPPORTED != 0 {
                     return Err(Fault::gp(0).into());
                 }
+                let old = self.cpu.cr4;
+                if (old ^ v) & cr4::PAE != 0 {
+                    self.check_pdptes(self.cpu.cr0, self.cpu.cr3, v)?;
+                }
                 self.cpu.cr4 = v;
+                if (old ^ v) & (cr4::PSE | cr4::PAE | cr4::PGE) != 0 {
+                    self.tlb_events.push(TlbEvent::FlushAll);
+                }
             }
             _ => return Err(Fault::ud().into()),
         }
@@ -277,8 +316,13 @@ impl<M: Memory> Machine<M> {
             msr::SYSENTER_ESP => self.cpu.sysenter_esp = v as u32,
             msr::SYSENTER_EIP => self.cpu.sysenter_eip = v as u32,
             msr::PAT => self.cpu.pat = v,
-            // No EFER bits are supported yet (no NX, no SYSCALL): only 0 may be written.
-            msr::EFER if v == 0 => self.cpu.efer = 0,
+            // Only NXE is supported (no SYSCALL in legacy mode, no long mode).
+            msr::EFER if v & !EFER_NXE == 0 => {
+                if (self.cpu.efer ^ v) & EFER_NXE != 0 {
+                    self.tlb_events.push(TlbEvent::FlushAll);
+                }
+                self.cpu.efer = v;
+            }
             _ => return Err(Fault::gp(0)),
         }
         Ok(())
@@ -605,7 +649,7 @@ impl<M: Memory> Machine<M> {
                     return Err(Fault::np(err).into());
                 }
                 let busy = d.to_raw() | ringfold_arch::descriptor::TSS_BUSY_BIT;
-                self.write_lin(addr + 5, 1, (busy >> 40) as u32 & 0xFF)?;
+                self.write_sys(addr + 5, 1, (busy >> 40) as u32 & 0xFF)?;
                 let d = Descriptor::from_raw(busy);
                 self.cpu.tr = SysSeg { sel, base: d.base, limit: d.limit(), desc: d };
             }
@@ -648,7 +692,13 @@ impl<M: Memory> Machine<M> {
                     self.cpu.gpr[i.op0_register().number()] = self.cpu.dr[n];
                 }
             }
-            Mn::Invd | Mn::Wbinvd | Mn::Invlpg | Mn::Wbnoinvd => self.need_cpl0()?,
+            Mn::Invd | Mn::Wbinvd | Mn::Wbnoinvd => self.need_cpl0()?,
+            Mn::Invlpg => {
+                self.need_cpl0()?;
+                // No segment checks: INVLPG never faults on its operand.
+                let lin = self.cpu.sreg(Self::mem_seg(i)).desc.base.wrapping_add(self.ea(i));
+                self.tlb_events.push(TlbEvent::Invlpg(lin & !0xFFF));
+            }
             Mn::Rdmsr => {
                 self.need_cpl0()?;
                 let v = self.rdmsr(self.cpu.gpr[1])?;
@@ -697,6 +747,52 @@ impl<M: Memory> Machine<M> {
         }
         self.cpu.eip = next;
         Ok(())
+    }
+
+    /// STOS/MOVS/LODS with optional REP, element by element through the guest's segment
+    /// and page checks (used when the host cannot map the memory they touch). Registers
+    /// advance per element, so a fault leaves the restartable state hardware leaves.
+    pub fn string_data(&mut self, i: &Instruction) -> Option<Ex<()>> {
+        use Mnemonic as Mn;
+        let (store, load) = match i.mnemonic() {
+            Mn::Stosb | Mn::Stosw | Mn::Stosd => (true, false),
+            Mn::Movsb | Mn::Movsw | Mn::Movsd if i.op_count() == 2 && i.op1_kind() != OpKind::Register => (true, true),
+            Mn::Lodsb | Mn::Lodsw | Mn::Lodsd => (false, true),
+            _ => return None,
+        };
+        let size = i.memory_size().size() as u32;
+        let a16 = Self::addr16(i);
+        let rep = self.string_count(i);
+        let r = (|| {
+            if rep == Some(0) {
+                return Ok(());
+            }
+            loop {
+                let v = if load {
+                    let si = if a16 { self.cpu.gpr[6] & 0xFFFF } else { self.cpu.gpr[6] };
+                    self.read_seg(Self::mem_seg(i), si, size)?
+                } else {
+                    self.cpu.get_reg(0, size)
+                };
+                if store {
+                    let di = if a16 { self.cpu.gpr[7] & 0xFFFF } else { self.cpu.gpr[7] };
+                    self.write_seg(Sreg::Es, di, size, v)?;
+                    self.adv(7, size, a16);
+                } else {
+                    self.cpu.set_reg(0, size, v);
+                }
+                if load {
+                    self.adv(6, size, a16);
+                }
+                if rep.is_none() || self.dec_count(a16) == 0 {
+                    return Ok(());
+                }
+            }
+        })();
+        if r.is_ok() {
+            self.cpu.eip = i.next_ip32();
+        }
+        Some(r)
     }
 
     /// The instruction at the current EIP needs emulation because it must raise #NM

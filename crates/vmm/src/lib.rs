@@ -7,6 +7,7 @@ pub mod cpuid;
 pub mod emulate;
 pub mod fxhash;
 pub mod machine;
+pub mod mmu;
 pub mod seg;
 pub mod translate;
 pub mod vm;

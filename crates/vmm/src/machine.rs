@@ -2,6 +2,8 @@
 //! Pure logic over the [`Memory`] trait so that it is testable without a host VM.
 
 use crate::cpu::{Cpu, Sreg};
+use crate::cpu::cr0;
+use ringfold_arch::paging::{self, AdUpdate, PagingMode, PhysMem};
 use ringfold_arch::{Descriptor, Exception, Selector};
 use ringfold_devices::PortBus;
 
@@ -10,9 +12,60 @@ pub trait Memory {
     /// Reads guest-physical bytes; bytes that are not RAM read as 0xFF.
     fn read(&mut self, pa: u32, buf: &mut [u8]);
     /// Writes guest-physical bytes; bytes that are not RAM are ignored. Implementations
-    /// invalidate translations of code on the written pages.
+    /// invalidate translations of code on the written pages and shadow mappings derived
+    /// from written page-table pages.
     fn write(&mut self, pa: u32, data: &[u8]);
+    /// Accessed/dirty-bit updates made by the monitor's own page walks: written like
+    /// `write` but not treated as guest modifications of page tables.
+    fn write_ad(&mut self, pa: u32, data: &[u8]) {
+        self.write(pa, data)
+    }
 }
+
+/// Page-walk access to guest-physical memory (addresses beyond 4 GiB are unassigned).
+struct Phys<'a, M: Memory>(&'a mut M);
+
+impl<M: Memory> PhysMem for Phys<'_, M> {
+    fn read_u32(&mut self, pa: u64) -> u32 {
+        let mut b = [0xFF; 4];
+        if pa + 4 <= 1 << 32 {
+            self.0.read(pa as u32, &mut b);
+        }
+        u32::from_le_bytes(b)
+    }
+    fn read_u64(&mut self, pa: u64) -> u64 {
+        let mut b = [0xFF; 8];
+        if pa + 8 <= 1 << 32 {
+            self.0.read(pa as u32, &mut b);
+        }
+        u64::from_le_bytes(b)
+    }
+    fn write_u32(&mut self, pa: u64, v: u32) {
+        if pa + 4 <= 1 << 32 {
+            self.0.write_ad(pa as u32, &v.to_le_bytes());
+        }
+    }
+    fn write_u64(&mut self, pa: u64, v: u64) {
+        if pa + 8 <= 1 << 32 {
+            self.0.write_ad(pa as u32, &v.to_le_bytes());
+        }
+    }
+}
+
+/// A change of the guest's address translation the shadow must follow (TLB semantics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlbEvent {
+    /// MOV CR3 (or a task switch): every non-global translation.
+    FlushNonGlobal,
+    /// Paging mode change (CR0.PG/WP, CR4.PSE/PAE/PGE, EFER.NXE): everything.
+    FlushAll,
+    /// INVLPG of one linear page.
+    Invlpg(u32),
+}
+
+/// Guest-physical address used for linear addresses that translate above 4 GiB (PAE):
+/// nothing is there.
+pub const UNASSIGNED_PA: u32 = u32::MAX;
 
 /// Plain RAM in a vector (tests and tools).
 impl Memory for Vec<u8> {
@@ -82,48 +135,155 @@ pub struct Machine<M: Memory> {
     pub ports: PortBus,
     /// Host time-stamp counter source (guest TSC = clock() + offset).
     pub clock: fn() -> u64,
+    /// Translation changes not yet applied to the shadow mappings and translations.
+    pub tlb_events: Vec<TlbEvent>,
 }
 
 impl<M: Memory> Machine<M> {
     pub fn new(mem: M, ports: PortBus) -> Self {
-        Machine { cpu: Cpu::default(), mem, ports, clock: || 0 }
+        Machine { cpu: Cpu::default(), mem, ports, clock: || 0, tlb_events: Vec::new() }
     }
 
-    // ----- linear memory (paging is off: linear = physical) -----
+    // ----- linear memory -----
+
+    pub fn paging_mode(&self) -> PagingMode {
+        PagingMode::from_regs(self.cpu.cr0, self.cpu.cr4, self.cpu.efer)
+    }
+
+    /// Translates a linear address for an access (guest page walk when CR0.PG=1, setting
+    /// accessed/dirty bits; CR2 and #PF on failure). Returns the guest-physical address
+    /// (`UNASSIGNED_PA` above 4 GiB).
+    pub fn translate(&mut self, lin: u32, write: bool, user: bool, fetch: bool) -> Ex<u32> {
+        if self.cpu.cr0 & cr0::PG == 0 {
+            return Ok(lin);
+        }
+        let mode = self.paging_mode();
+        let acc = paging::Access { write, user, fetch };
+        match paging::walk(&mut Phys(&mut self.mem), self.cpu.cr3, &mode, lin, acc, AdUpdate::AsWalked) {
+            Ok(t) if t.pa < 1 << 32 => Ok(t.pa as u32),
+            Ok(_) => Ok(UNASSIGNED_PA),
+            Err(pf) => {
+                self.cpu.cr2 = pf.cr2;
+                Err(Fault { vector: 14, error: Some(pf.error_code) })
+            }
+        }
+    }
+
+    /// The full walk result for the shadow MMU (no fault side effects).
+    pub fn walk(&mut self, lin: u32, acc: paging::Access) -> Result<paging::Translation, paging::PageFault> {
+        let mode = self.paging_mode();
+        paging::walk(&mut Phys(&mut self.mem), self.cpu.cr3, &mode, lin, acc, AdUpdate::AsWalked)
+    }
+
+    fn access_bytes(&mut self, lin: u32, len: usize, write: bool, user: bool) -> Ex<[(u32, usize, usize); 2]> {
+        // Up to two pages (accesses are at most 8 bytes here; longer ones are split by callers).
+        let first = (4096 - (lin & 0xFFF) as usize).min(len);
+        let pa0 = self.translate(lin, write, user, false)?;
+        let pa1 = if first < len { self.translate(lin.wrapping_add(first as u32), write, user, false)? } else { 0 };
+        Ok([(pa0, 0, first), (pa1, first, len)])
+    }
+
+    fn read_bytes_as(&mut self, lin: u32, buf: &mut [u8], user: bool) -> Ex<()> {
+        for chunk_start in (0..buf.len()).step_by(8) {
+            let end = (chunk_start + 8).min(buf.len());
+            let l = lin.wrapping_add(chunk_start as u32);
+            let parts = self.access_bytes(l, end - chunk_start, false, user)?;
+            for (pa, a, b) in parts {
+                if a < b {
+                    let dst = &mut buf[chunk_start + a..chunk_start + b];
+                    if pa == UNASSIGNED_PA { dst.fill(0xFF) } else { self.mem.read(pa, dst) }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_bytes_as(&mut self, lin: u32, data: &[u8], user: bool) -> Ex<()> {
+        for chunk_start in (0..data.len()).step_by(8) {
+            let end = (chunk_start + 8).min(data.len());
+            let l = lin.wrapping_add(chunk_start as u32);
+            let parts = self.access_bytes(l, end - chunk_start, true, user)?;
+            for (pa, a, b) in parts {
+                if a < b && pa != UNASSIGNED_PA {
+                    self.mem.write(pa, &data[chunk_start + a..chunk_start + b]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn user(&self) -> bool {
+        self.cpu.cpl == 3
+    }
 
     pub fn read_lin(&mut self, lin: u32, size: u32) -> Ex<u32> {
         let mut b = [0u8; 4];
-        self.read_lin_bytes(lin, &mut b[..size as usize])?;
+        let user = self.user();
+        self.read_bytes_as(lin, &mut b[..size as usize], user)?;
         Ok(u32::from_le_bytes(b))
     }
 
+    /// Reads with the current privilege (data access of the running instruction).
     pub fn read_lin_bytes(&mut self, lin: u32, buf: &mut [u8]) -> Ex<()> {
-        // Wrap-around at 4 GiB is split into two physical accesses.
-        let first = ((1u64 << 32) - lin as u64).min(buf.len() as u64) as usize;
-        self.mem.read(lin, &mut buf[..first]);
-        if first < buf.len() {
-            self.mem.read(0, &mut buf[first..]);
-        }
-        Ok(())
+        let user = self.user();
+        self.read_bytes_as(lin, buf, user)
     }
 
     pub fn write_lin(&mut self, lin: u32, size: u32, v: u32) -> Ex<()> {
-        self.write_lin_bytes(lin, &v.to_le_bytes()[..size as usize])
+        let user = self.user();
+        self.write_bytes_as(lin, &v.to_le_bytes()[..size as usize], user)
     }
 
     pub fn write_lin_bytes(&mut self, lin: u32, data: &[u8]) -> Ex<()> {
-        let first = ((1u64 << 32) - lin as u64).min(data.len() as u64) as usize;
-        self.mem.write(lin, &data[..first]);
-        if first < data.len() {
-            self.mem.write(0, &data[first..]);
-        }
-        Ok(())
+        let user = self.user();
+        self.write_bytes_as(lin, data, user)
+    }
+
+    /// Implicit supervisor-mode accesses (descriptor tables, IDT, TSS): U/S checks as CPL0.
+    pub fn read_sys(&mut self, lin: u32, size: u32) -> Ex<u32> {
+        let mut b = [0u8; 4];
+        self.read_bytes_as(lin, &mut b[..size as usize], false)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    pub fn read_sys_bytes(&mut self, lin: u32, buf: &mut [u8]) -> Ex<()> {
+        self.read_bytes_as(lin, buf, false)
+    }
+
+    pub fn write_sys(&mut self, lin: u32, size: u32, v: u32) -> Ex<()> {
+        self.write_bytes_as(lin, &v.to_le_bytes()[..size as usize], false)
     }
 
     pub fn read_u64_lin(&mut self, lin: u32) -> Ex<u64> {
         let mut b = [0u8; 8];
-        self.read_lin_bytes(lin, &mut b)?;
+        self.read_bytes_as(lin, &mut b, false)?;
         Ok(u64::from_le_bytes(b))
+    }
+
+    /// Reads code bytes for decoding (instruction fetch with the current privilege);
+    /// returns how many bytes could be fetched before a fetch fault. No side effect on
+    /// CR2: the translator prefetches beyond what may execute.
+    pub fn fetch_bytes(&mut self, lin: u32, buf: &mut [u8]) -> usize {
+        let user = self.user();
+        let paged = self.cpu.cr0 & cr0::PG != 0;
+        let mut n = 0;
+        while n < buf.len() {
+            let l = lin.wrapping_add(n as u32);
+            let chunk = (4096 - (l & 0xFFF) as usize).min(buf.len() - n);
+            let pa = if paged {
+                match self.walk(l, paging::Access { write: false, user, fetch: true }) {
+                    Ok(t) if t.pa < 1 << 32 => t.pa as u32,
+                    Ok(_) => UNASSIGNED_PA,
+                    Err(_) => break,
+                }
+            } else {
+                l
+            };
+            let dst = &mut buf[n..n + chunk];
+            if pa == UNASSIGNED_PA { dst.fill(0xFF) } else { self.mem.read(pa, dst) }
+            n += chunk;
+        }
+        n
     }
 
     // ----- segmented memory -----
@@ -226,7 +386,7 @@ impl<M: Memory> Machine<M> {
     pub fn set_accessed(&mut self, addr: u32, d: &Descriptor) -> Ex<()> {
         if d.s && !d.accessed() {
             let raw = d.with_accessed();
-            self.write_lin(addr + 5, 1, (raw >> 40) as u32 & 0xFF)?;
+            self.write_sys(addr + 5, 1, (raw >> 40) as u32 & 0xFF)?;
         }
         Ok(())
     }

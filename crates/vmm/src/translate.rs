@@ -44,7 +44,8 @@ pub enum SiteKind {
     /// A direct branch to a target without translation yet. `patch` is the TC offset of
     /// the rel32 to fix up; `undo_push` is set for CALL (the return address was pushed).
     Link { target: Key, branch_eip: u32, patch: usize, undo_push: bool },
-    /// Instruction fetch at `eip` fails (beyond the CS limit): #GP(0) there.
+    /// Instruction fetch at `eip` fails (beyond the CS limit: #GP(0); or a page fault on
+    /// the instruction's bytes): the monitor works out which and raises it.
     FetchFault { eip: u32 },
     /// Entry of an invalidated block: translate `key` afresh.
     Dispatch { key: Key },
@@ -381,13 +382,9 @@ impl TCache {
         self.map.get(key).map(|off| self.host_base + *off as u32)
     }
 
-    /// Guest pages that currently hold translated code.
-    pub fn code_pages(&self) -> impl Iterator<Item = u32> + '_ {
-        self.pages.keys().copied()
-    }
-
-    pub fn has_code_page(&self, page: u32) -> bool {
-        self.pages.contains_key(&page)
+    /// Linear pages that currently hold translated code.
+    pub fn code_pages(&self) -> Vec<u32> {
+        self.pages.keys().copied().collect()
     }
 
     /// Maps a host EIP inside translated code back to (block, guest EIP).
@@ -479,12 +476,14 @@ impl TCache {
     }
 
     /// Translates the block at `key`, writing into `tc` (the writable view of the cache).
-    /// `fetch(lin, buf)` reads guest code bytes. Returns the block's host address.
+    /// `fetch(lin, buf)` reads guest code bytes and returns how many could be fetched
+    /// (the rest faults). A block never extends past the page it starts in, except for a
+    /// last instruction that straddles into the next. Returns the block's host address.
     pub fn translate(
         &mut self,
         tc: &mut [u8],
         key: Key,
-        fetch: impl FnMut(u32, &mut [u8]),
+        fetch: impl FnMut(u32, &mut [u8]) -> usize,
     ) -> Result<u32, TranslateError> {
         if let Some(h) = self.lookup(&key) {
             return Ok(h);
@@ -499,7 +498,7 @@ impl TCache {
         &mut self,
         tc: &mut [u8],
         key: Key,
-        fetch: impl FnMut(u32, &mut [u8]),
+        fetch: impl FnMut(u32, &mut [u8]) -> usize,
     ) -> Result<u32, TranslateError> {
         self.translate_block(tc, key, fetch, 1, false)
     }
@@ -508,7 +507,7 @@ impl TCache {
         &mut self,
         tc: &mut [u8],
         key: Key,
-        mut fetch: impl FnMut(u32, &mut [u8]),
+        mut fetch: impl FnMut(u32, &mut [u8]) -> usize,
         max_insns: usize,
         register: bool,
     ) -> Result<u32, TranslateError> {
@@ -527,20 +526,28 @@ impl TCache {
         let limit = key.cs_limit;
         let mut lin_end = key.lin;
         let mut ended = false;
-        for _ in 0..max_insns {
+        for n_insn in 0..max_insns {
             let mut bytes = [0u8; 16];
             let lin = key.cs_base.wrapping_add(eip);
-            fetch(lin, &mut bytes);
-            let mut dec = Decoder::with_ip(32, &bytes, eip as u64, DecoderOptions::NONE);
+            if n_insn > 0 && lin >> 12 != key.lin >> 12 {
+                break; // next page: its own block (its mapping may change independently)
+            }
+            let valid = fetch(lin, &mut bytes).min(16);
+            let mut dec = Decoder::with_ip(32, &bytes[..valid], eip as u64, DecoderOptions::NONE);
             let i = dec.decode();
-            let len = i.len().max(1) as u32;
-            insns.push((code, eip, Scratch::default()));
-            if eip as u64 + len as u64 - 1 > limit as u64 {
+            let incomplete = dec.last_error() == iced_x86::DecoderError::NoMoreBytes;
+            let len = if incomplete { valid as u32 + 1 } else { i.len().max(1) as u32 };
+            if eip as u64 + len as u64 - 1 > limit as u64 || incomplete {
+                if n_insn > 0 {
+                    break; // the fault belongs to this instruction: it starts its own block
+                }
+                insns.push((code, eip, Scratch::default()));
                 stubs.push((code, SiteKind::FetchFault { eip }));
                 code += STUB32;
                 ended = true;
                 break;
             }
+            insns.push((code, eip, Scratch::default()));
             lin_end = lin.wrapping_add(len);
             let next = eip.wrapping_add(len);
             if i.op0_kind() == OpKind::NearBranch16 {
@@ -659,7 +666,8 @@ impl TCache {
             return Ok(self.host_base + start as u32);
         }
         let first_page = key.lin >> 12;
-        let last_page = lin_end.wrapping_sub(1) >> 12;
+        // An empty block (its first instruction cannot be fetched) still covers its page.
+        let last_page = if lin_end == key.lin { first_page } else { lin_end.wrapping_sub(1) >> 12 };
         let mut p = first_page;
         loop {
             self.pages.entry(p).or_default().push(block_index);
@@ -736,6 +744,7 @@ mod tests {
             for (k, x) in b.iter_mut().enumerate() {
                 *x = *guest.get(lin as usize + k).unwrap_or(&0xFF);
             }
+            b.len()
         }).unwrap();
         let off = (h - 0x1000_0000) as usize;
         let mut d = Decoder::with_ip(32, &tc[off..off + 80], h as u64, DecoderOptions::NONE);
@@ -786,11 +795,12 @@ mod tests {
         guest[0x100..0x107].copy_from_slice(&[0x01, 0xC8, 0xE8, 0xF9, 0x00, 0x00, 0x00]);
         guest[0x200..0x202].copy_from_slice(&[0x0F, 0x0B]); // ud2
         let key = Key { lin: 0x100, cs_base: 0, cs_limit: 0xFFFF_FFFF, cpl: 0, fpu: 4 };
-        fn fetch(g: &[u8]) -> impl FnMut(u32, &mut [u8]) + '_ {
+        fn fetch(g: &[u8]) -> impl FnMut(u32, &mut [u8]) -> usize + '_ {
             move |lin: u32, b: &mut [u8]| {
                 for (k, x) in b.iter_mut().enumerate() {
                     *x = *g.get(lin as usize + k).unwrap_or(&0xFF);
                 }
+                b.len()
             }
         }
         let h = t.translate(&mut tc, key, fetch(&guest)).unwrap();
@@ -821,8 +831,23 @@ mod tests {
     fn fetch_beyond_cs_limit_faults() {
         let mut tc = vec![0u8; 4 << 20];
         let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
+        let nops = |_: u32, b: &mut [u8]| {
+            b.fill(0x90);
+            b.len()
+        };
+        // The block at 0xFFE stops at the page end; the one at 0x1000 is beyond the limit.
         let key = Key { lin: 0x0FFE, cs_base: 0, cs_limit: 0x0FFF, cpl: 3, fpu: 4 };
-        t.translate(&mut tc, key, |_, b| b.fill(0x90)).unwrap();
+        t.translate(&mut tc, key, nops).unwrap();
+        assert!(!t.sites.iter().any(|s| matches!(s, SiteKind::FetchFault { .. })));
+        t.translate(&mut tc, Key { lin: 0x1000, ..key }, nops).unwrap();
         assert!(t.sites.iter().any(|s| matches!(s, SiteKind::FetchFault { eip: 0x1000 })));
+        // Bytes that cannot be fetched (page fault) also end in a fetch-fault site.
+        let short = |_: u32, b: &mut [u8]| {
+            b[0] = 0xB8; // mov eax, imm32 needs 5 bytes; only 2 are fetchable
+            b[1] = 0x01;
+            2
+        };
+        t.translate(&mut tc, Key { lin: 0x2000, cs_limit: 0xFFFF_FFFF, ..key }, short).unwrap();
+        assert!(t.sites.iter().any(|s| matches!(s, SiteKind::FetchFault { eip: 0x2000 })));
     }
 }

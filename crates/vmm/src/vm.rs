@@ -1,7 +1,8 @@
 //! The run loop: translate, enter the guest through the host layer, handle exits.
 
 use crate::cpu::{cr0, cr4, Cpu, SegReg, Sreg};
-use crate::machine::{Fault, Machine, Memory, Stop};
+use crate::machine::{Fault, Machine, Memory, Stop, TlbEvent};
+use crate::mmu::{HostMapper, ShadowMmu};
 use crate::translate::{Key, SiteKind, TCache, TranslateError};
 use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, Mnemonic, OpAccess};
 use ringfold_arch::{eflags, shadow};
@@ -11,14 +12,35 @@ use ringfold_host::layout::{HOST_CS64, MONITOR_START, TC_SIZE, TC_START};
 use ringfold_host::{ldt_selector, HostError, HostVm, LdtEntry, FIRST_SHADOW_SLOT, TC_CS_SLOT};
 use crate::fxhash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-/// Guest RAM backed by the host memfd, with self-modifying-code tracking.
+/// Guest RAM backed by the host memfd, with the shadow MMU and the tracking of monitor
+/// writes to pages holding translated code or page tables.
 pub struct HostMemory {
     host: HostVm,
     ram_size: u32,
-    /// Pages write-protected because translations were made from them.
-    protected: HashSet<u32>,
-    /// Protected pages the monitor itself wrote (translations to drop).
-    dirty: Vec<u32>,
+    pub(crate) mmu: ShadowMmu,
+    /// Whether the host view is shadow paging (true) or the identity view (false).
+    host_paged: bool,
+    /// Physical pages of translated code the monitor wrote (translations to drop).
+    code_dirty: Vec<u32>,
+}
+
+impl HostMemory {
+    fn copy_in(&mut self, pa: u32, data: &[u8]) -> usize {
+        let start = pa as usize;
+        let avail = (self.ram_size as usize).saturating_sub(start).min(data.len());
+        if avail > 0 {
+            self.host.space_mut().ram_mut()[start..start + avail].copy_from_slice(&data[..avail]);
+        }
+        avail
+    }
+
+    /// Runs a shadow-MMU operation with the host mapper; host mapping errors stop the VM.
+    fn with_mmu<R>(&mut self, f: impl FnOnce(&mut ShadowMmu, &mut Mapper) -> R) -> Result<R, Stop> {
+        let mut mp = Mapper { space: self.host.space_mut(), paged: self.host_paged, err: None };
+        let r = f(&mut self.mmu, &mut mp);
+        mp.done()?;
+        Ok(r)
+    }
 }
 
 impl Memory for HostMemory {
@@ -33,18 +55,51 @@ impl Memory for HostMemory {
     }
 
     fn write(&mut self, pa: u32, data: &[u8]) {
-        let start = pa as usize;
-        let avail = (self.ram_size as usize).saturating_sub(start).min(data.len());
+        let avail = self.copy_in(pa, data);
         if avail == 0 {
             return;
         }
-        let (first, last) = (pa >> 12, (pa + avail as u32 - 1) >> 12);
-        for p in first..=last {
-            if self.protected.contains(&p) {
-                self.dirty.push(p);
+        for p in (pa >> 12)..=((pa + avail as u32 - 1) >> 12) {
+            if self.mmu.is_code_page(p) {
+                self.code_dirty.push(p);
             }
         }
-        self.host.space_mut().ram_mut()[start..start + avail].copy_from_slice(&data[..avail]);
+    }
+
+    fn write_ad(&mut self, pa: u32, data: &[u8]) {
+        self.copy_in(pa, data);
+    }
+}
+
+/// The host side of the shadow MMU: page mappings in the low 4 GiB of the process.
+struct Mapper<'a> {
+    space: &'a mut ringfold_host::AddressSpace,
+    paged: bool,
+    err: Option<ringfold_host::MemError>,
+}
+
+impl HostMapper for Mapper<'_> {
+    fn map(&mut self, l: u32, p: u32, w: bool) {
+        if let Err(e) = self.space.map_guest_page(l << 12, p << 12, w) {
+            self.err.get_or_insert(e);
+        }
+    }
+    fn unmap(&mut self, l: u32) {
+        if let Err(e) = self.space.unmap_guest(l << 12, 4096) {
+            self.err.get_or_insert(e);
+        }
+    }
+    fn protect(&mut self, l: u32, w: bool) {
+        let r = if self.paged { self.space.protect_guest_page(l << 12, w) } else { self.space.set_page_writable(l, w) };
+        if let Err(e) = r {
+            self.err.get_or_insert(e);
+        }
+    }
+}
+
+impl Mapper<'_> {
+    fn done(self) -> Result<(), Stop> {
+        self.err.map_or(Ok(()), |e| Err(host_stop(e)))
     }
 }
 
@@ -55,24 +110,24 @@ struct Shadows {
     slots: Vec<Option<u64>>,
     by_desc: HashMap<u64, u16>,
     clock: usize,
-    /// Per segment register: the guest register and host selector used at the last entry
-    /// (most entries load the same segments again).
-    last: [(SegReg, u16); 6],
+    /// Per segment register: the guest register, truncation top and host selector used at
+    /// the last entry (most entries load the same segments again).
+    last: [(SegReg, u32, u16); 6],
 }
 
 const SHADOW_SLOTS: usize = 64;
 
 impl Shadows {
     fn new() -> Self {
-        Shadows { slots: vec![None; SHADOW_SLOTS], by_desc: HashMap::default(), clock: 0, last: [(SegReg::default(), 0); 6] }
+        Shadows { slots: vec![None; SHADOW_SLOTS], by_desc: HashMap::default(), clock: 0, last: [(SegReg::default(), 0, 0); 6] }
     }
 
     /// Host selector for a guest segment register (0 for a null selector).
-    fn selector(&mut self, host: &mut HostVm, r: &SegReg, in_use: &[u16]) -> Result<u16, Stop> {
+    fn selector(&mut self, host: &mut HostVm, r: &SegReg, top: u32, in_use: &[u16]) -> Result<u16, Stop> {
         if !r.valid {
             return Ok(0);
         }
-        let (f, _kind) = shadow::shadow_data_segment(&r.desc, MONITOR_START).map_err(|e| Stop::Unsupported {
+        let (f, _kind) = shadow::shadow_data_segment(&r.desc, top).map_err(|e| Stop::Unsupported {
             eip: 0,
             what: format!("segment {:#x} cannot be shadowed: {e:?}", r.sel),
         })?;
@@ -90,8 +145,8 @@ impl Shadows {
                     if let Some(old) = self.slots[self.clock].take() {
                         self.by_desc.remove(&old);
                     }
-                    for l in self.last.iter_mut().filter(|l| l.1 == sel) {
-                        l.1 = u16::MAX;
+                    for l in self.last.iter_mut().filter(|l| l.2 == sel) {
+                        l.2 = u16::MAX;
                     }
                     break self.clock;
                 }
@@ -122,6 +177,7 @@ pub struct VmStats {
     pub site_exits: u64,
     pub signal_exits: u64,
     pub smc_faults: u64,
+    pub shadow_faults: u64,
 }
 
 /// A virtual machine: one vCPU, guest RAM, ports, translation cache.
@@ -133,6 +189,14 @@ pub struct Vm {
     /// Run the next instruction from a one-shot translation (after a store into a page of
     /// translated code, so that the store can complete while the page is writable).
     single_once: bool,
+    /// Physical page of translated code -> linear pages it was translated at.
+    code_lin: HashMap<u32, HashSet<u32>>,
+    /// Linear code pages whose translation is global (survives MOV CR3).
+    global_code: HashSet<u32>,
+    /// A page made host-writable for one instruction only (see `shadow_fault`).
+    unmap_after_single: Option<u32>,
+    /// Linear code pages translated from large (2/4 MiB) guest pages.
+    large_code_pages: HashSet<u32>,
 }
 
 const ARITH: u32 = eflags::CF | eflags::PF | eflags::AF | eflags::ZF | eflags::SF | eflags::DF | eflags::OF;
@@ -147,7 +211,13 @@ impl Vm {
     /// Creates the VM (reserving the process's low 4 GiB) with `ram_size` bytes of RAM.
     pub fn new(ram_size: u64, ports: PortBus) -> Result<Vm, HostError> {
         let host = HostVm::new(ram_size)?;
-        let mem = HostMemory { host, ram_size: ram_size as u32, protected: HashSet::default(), dirty: Vec::new() };
+        let mem = HostMemory {
+            host,
+            ram_size: ram_size as u32,
+            mmu: ShadowMmu::new(MONITOR_START),
+            host_paged: false,
+            code_dirty: Vec::new(),
+        };
         let mut m = Machine::new(mem, ports);
         m.clock = ringfold_host::rdtsc;
         m.cpu.tsc_offset = -(ringfold_host::rdtsc() as i64);
@@ -157,6 +227,10 @@ impl Vm {
             shadows: Shadows::new(),
             stats: VmStats::default(),
             single_once: false,
+            code_lin: HashMap::default(),
+            global_code: HashSet::default(),
+            unmap_after_single: None,
+            large_code_pages: HashSet::default(),
         })
     }
 
@@ -188,85 +262,181 @@ impl Vm {
         Key { lin: cs.desc.base.wrapping_add(c.eip), cs_base: cs.desc.base, cs_limit: cs.desc.limit(), cpl: c.cpl, fpu }
     }
 
-    /// Drops translations of pages the monitor wrote, and unprotects those pages.
-    fn sync_code_writes(&mut self) -> Result<(), Stop> {
-        while let Some(p) = self.m.mem.dirty.pop() {
-            self.drop_code_page(p)?;
-        }
-        Ok(())
-    }
-
-    fn drop_code_page(&mut self, p: u32) -> Result<(), Stop> {
-        let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
-        let before = self.tc.stats.flushes;
-        self.tc.invalidate_page(tc, p);
-        if self.tc.stats.flushes != before {
-            self.unprotect_all()?;
-        }
-        if self.m.mem.protected.remove(&p) {
-            self.m.mem.host.space_mut().set_page_writable(p, true).map_err(host_stop)?;
-        }
-        Ok(())
-    }
-
-    fn unprotect_all(&mut self) -> Result<(), Stop> {
-        let pages: Vec<u32> = self.m.mem.protected.drain().collect();
-        for p in pages {
-            self.m.mem.host.space_mut().set_page_writable(p, true).map_err(host_stop)?;
-        }
-        Ok(())
-    }
-
-    fn translate_once(&mut self, key: Key) -> Result<u32, Stop> {
-        let ram_size = self.m.mem.ram_size as usize;
-        let flushes = self.tc.stats.flushes;
-        let (tc, ram) = self.m.mem.host.space_mut().tc_and_ram();
-        let r = self.tc.translate_once(tc, key, |lin, buf| {
-            for (k, b) in buf.iter_mut().enumerate() {
-                let a = lin.wrapping_add(k as u32) as usize;
-                *b = if a < ram_size { ram[a] } else { 0xFF };
+    /// Applies what happened since the last entry: translation changes (MOV CR3, INVLPG,
+    /// paging mode changes) and monitor writes to code or page-table pages.
+    fn sync(&mut self) -> Result<(), Stop> {
+        for ev in std::mem::take(&mut self.m.tlb_events) {
+            match ev {
+                TlbEvent::FlushAll => self.flush_all()?,
+                TlbEvent::FlushNonGlobal => {
+                    self.m.mem.with_mmu(|mmu, mp| mmu.flush(mp, true))?;
+                    let pages = self.tc.code_pages();
+                    for lp in pages {
+                        if !self.global_code.contains(&lp) {
+                            self.invalidate_lin(lp)?;
+                        }
+                    }
+                }
+                TlbEvent::Invlpg(l) => {
+                    let mut pages = self.m.mem.with_mmu(|mmu, mp| mmu.invlpg(mp, l))?;
+                    pages.push(l >> 12);
+                    // Translations of code in a large page go with the whole page.
+                    for lp in self.tc.code_pages() {
+                        let (b4, b2) = (l & !0x3F_FFFF, l & !0x1F_FFFF);
+                        let a = lp << 12;
+                        if (a & !0x3F_FFFF == b4 || a & !0x1F_FFFF == b2) && !pages.contains(&lp) && self.large_code(lp) {
+                            pages.push(lp);
+                        }
+                    }
+                    for lp in pages {
+                        self.global_code.remove(&lp);
+                        self.invalidate_lin(lp)?;
+                    }
+                }
             }
-        });
+        }
+        while let Some(p) = self.m.mem.code_dirty.pop() {
+            self.code_written(p)?;
+        }
+        Ok(())
+    }
+
+    /// Whether linear code page `lp` was translated from a large guest page.
+    fn large_code(&self, lp: u32) -> bool {
+        self.large_code_pages.contains(&lp)
+    }
+
+    /// Drops the translations made from linear page `lp`.
+    fn invalidate_lin(&mut self, lp: u32) -> Result<(), Stop> {
+        let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+        let flushes = self.tc.stats.flushes;
+        self.tc.invalidate_page(tc, lp);
+        if self.tc.stats.flushes != flushes {
+            self.forget_code()?;
+        }
+        Ok(())
+    }
+
+    /// Physical page `pa` holding translated code was written: drop its translations and
+    /// let it become writable again.
+    fn code_written(&mut self, pa: u32) -> Result<(), Stop> {
+        for lp in self.code_lin.remove(&pa).unwrap_or_default() {
+            self.invalidate_lin(lp)?;
+        }
+        self.m.mem.mmu.remove_code(pa);
+        if !self.m.mem.host_paged {
+            self.m.mem.host.space_mut().set_page_writable(pa, true).map_err(host_stop)?;
+        }
+        Ok(())
+    }
+
+    /// Every translation and code-page protection is dropped (TC full or paging mode change).
+    fn forget_code(&mut self) -> Result<(), Stop> {
+        let pages: Vec<u32> = self.code_lin.drain().map(|(pa, _)| pa).collect();
+        if !self.m.mem.host_paged {
+            for pa in pages {
+                self.m.mem.host.space_mut().set_page_writable(pa, true).map_err(host_stop)?;
+            }
+        }
+        self.m.mem.mmu.clear_code();
+        self.global_code.clear();
+        self.large_code_pages.clear();
+        Ok(())
+    }
+
+    /// Paging mode change: all shadow mappings and translations go; the host view follows
+    /// CR0.PG (identity RAM view when paging is off).
+    fn flush_all(&mut self) -> Result<(), Stop> {
+        self.m.mem.with_mmu(|mmu, mp| mmu.flush(mp, false))?;
+        self.forget_code()?;
+        self.tc.flush();
+        let paged = self.m.cpu.cr0 & cr0::PG != 0;
+        if paged != self.m.mem.host_paged {
+            let space = self.m.mem.host.space_mut();
+            if paged { space.unmap_identity() } else { space.map_identity() }.map_err(host_stop)?;
+            self.m.mem.host_paged = paged;
+        }
+        Ok(())
+    }
+
+    /// Looks up or translates the block at `key` (`once`: a one-shot single-instruction
+    /// block), and protects the physical pages its code came from.
+    fn translate_with(&mut self, key: Key, once: bool) -> Result<u32, Stop> {
+        if !once {
+            if let Some(h) = self.tc.lookup(&key) {
+                return Ok(h);
+            }
+        }
+        // Prefetch the rest of the page plus one straddling instruction.
+        let mut buf = vec![0u8; 4096 - (key.lin & 0xFFF) as usize + 16];
+        let valid = self.m.fetch_bytes(key.lin, &mut buf);
+        let flushes = self.tc.stats.flushes;
+        let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+        let fetch = |lin: u32, out: &mut [u8]| {
+            let off = lin.wrapping_sub(key.lin) as usize;
+            if off >= valid {
+                return 0;
+            }
+            let n = (valid - off).min(out.len());
+            out[..n].copy_from_slice(&buf[off..off + n]);
+            n
+        };
+        let r = if once { self.tc.translate_once(tc, key, fetch) } else { self.tc.translate(tc, key, fetch) };
         let h = r.map_err(|e| Stop::Unsupported { eip: key.eip(), what: e.to_string() })?;
         if self.tc.stats.flushes != flushes {
-            self.unprotect_all()?;
+            self.forget_code()?;
+        }
+        if once {
+            return Ok(h);
+        }
+        let last = match self.tc.blocks.last() {
+            Some(b) if b.lin_end != key.lin => b.lin_end.wrapping_sub(1) >> 12,
+            _ => key.lin >> 12,
+        };
+        let mut lp = key.lin >> 12;
+        loop {
+            self.protect_code_page(lp)?;
+            if lp == last {
+                break;
+            }
+            lp = lp.wrapping_add(1);
         }
         Ok(h)
+    }
+
+    /// Makes the physical page behind linear code page `lp` read-only everywhere and
+    /// remembers the translation for self-modifying-code detection.
+    fn protect_code_page(&mut self, lp: u32) -> Result<(), Stop> {
+        let (pa, global) = if self.m.mem.host_paged {
+            let user = self.m.cpu.cpl == 3;
+            match self.m.walk(lp << 12, ringfold_arch::paging::Access { write: false, user, fetch: true }) {
+                Ok(t) if t.pa < self.m.mem.ram_size as u64 => {
+                    if t.page_size > 4096 {
+                        self.large_code_pages.insert(lp);
+                    }
+                    ((t.pa >> 12) as u32, t.global && self.m.cpu.cr4 & cr4::PGE != 0)
+                }
+                _ => return Ok(()),
+            }
+        } else {
+            (lp, false)
+        };
+        if (pa as u64) << 12 >= self.m.mem.ram_size as u64 {
+            return Ok(());
+        }
+        self.code_lin.entry(pa).or_default().insert(lp);
+        if global {
+            self.global_code.insert(lp);
+        }
+        self.m.mem.with_mmu(|mmu, mp| mmu.add_code(mp, pa))?;
+        if !self.m.mem.host_paged {
+            self.m.mem.host.space_mut().set_page_writable(pa, false).map_err(host_stop)?;
+        }
+        Ok(())
     }
 
     fn translate(&mut self, key: Key) -> Result<u32, Stop> {
-        if let Some(h) = self.tc.lookup(&key) {
-            return Ok(h);
-        }
-        let ram_size = self.m.mem.ram_size as usize;
-        let flushes = self.tc.stats.flushes;
-        let (tc, ram) = self.m.mem.host.space_mut().tc_and_ram();
-        let r = self.tc.translate(tc, key, |lin, buf| {
-            for (k, b) in buf.iter_mut().enumerate() {
-                let a = lin.wrapping_add(k as u32) as usize;
-                *b = if a < ram_size { ram[a] } else { 0xFF };
-            }
-        });
-        let h = r.map_err(|e| match e {
-            TranslateError::Code16 | TranslateError::Branch16(_) => Stop::Unsupported { eip: key.eip(), what: e.to_string() },
-        })?;
-        if self.tc.stats.flushes != flushes {
-            self.unprotect_all()?;
-        }
-        // Write-protect the guest pages the new block came from.
-        let (first, last) = (key.lin >> 12, self.tc.blocks.last().map(|b| b.lin_end.wrapping_sub(1) >> 12).unwrap_or(key.lin >> 12));
-        let mut p = first;
-        loop {
-            if !self.m.mem.protected.contains(&p) && ((p as u64) << 12) < self.m.mem.ram_size as u64 {
-                self.m.mem.protected.insert(p);
-                self.m.mem.host.space_mut().set_page_writable(p, false).map_err(host_stop)?;
-            }
-            if p == last {
-                break;
-            }
-            p = p.wrapping_add(1);
-        }
-        Ok(h)
+        self.translate_with(key, false)
     }
 
     /// Runs the guest until it stops. Returns the reason (Stop::Exit for a guest exit).
@@ -280,7 +450,7 @@ impl Vm {
     }
 
     fn step(&mut self) -> Result<(), Stop> {
-        self.sync_code_writes()?;
+        self.sync()?;
         if self.m.cpu.halted {
             // No interrupt sources exist yet: a halted CPU never wakes.
             return Err(Stop::HaltedForever(self.m.cpu.eip));
@@ -291,12 +461,14 @@ impl Vm {
             return Err(Stop::Unsupported { eip: self.m.cpu.eip, what: TranslateError::Code16.to_string() });
         }
         let key = self.key();
-        let host_eip = if std::mem::take(&mut self.single_once) {
-            self.translate_once(key)?
-        } else {
-            self.translate(key)?
-        };
+        let once = std::mem::take(&mut self.single_once);
+        let host_eip = self.translate_with(key, once)?;
         self.enter(host_eip)?;
+        if once {
+            if let Some(lp) = self.unmap_after_single.take() {
+                self.m.mem.with_mmu(|mmu, mp| mmu.drop_page(mp, lp))?;
+            }
+        }
         let ctx = self.m.mem.host.ctx_mut();
         if ctx.exit_site == EXIT_SIGNAL {
             self.stats.signal_exits += 1;
@@ -310,15 +482,23 @@ impl Vm {
     }
 
     fn enter(&mut self, host_eip: u32) -> Result<(), Stop> {
+        // Guest CPL3 must not reach supervisor pages: they are either above `user_top`, to
+        // which CPL3 segments are truncated, or unmapped now.
+        let top = if self.m.cpu.cpl == 3 && self.m.mem.host_paged {
+            self.m.mem.with_mmu(|mmu, mp| mmu.enter_user(mp))?;
+            self.m.mem.mmu.user_top
+        } else {
+            MONITOR_START
+        };
         let mut sels = [0u16; 6];
         for s in [Sreg::Es, Sreg::Ss, Sreg::Ds, Sreg::Fs, Sreg::Gs] {
             let r = *self.m.cpu.sreg(s);
-            let (last_r, last_sel) = self.shadows.last[s as usize];
-            sels[s as usize] = if last_r == r && last_sel != u16::MAX {
+            let (last_r, last_top, last_sel) = self.shadows.last[s as usize];
+            sels[s as usize] = if last_r == r && last_top == top && last_sel != u16::MAX {
                 last_sel
             } else {
-                let sel = self.shadows.selector(&mut self.m.mem.host, &r, &sels)?;
-                self.shadows.last[s as usize] = (r, sel);
+                let sel = self.shadows.selector(&mut self.m.mem.host, &r, top, &sels)?;
+                self.shadows.last[s as usize] = (r, top, sel);
                 sel
             };
         }
@@ -383,8 +563,23 @@ impl Vm {
                 self.m.fpu_unavailable(sse)
             }
             SiteKind::FetchFault { eip } => {
+                // Beyond the CS limit -> #GP(0); otherwise a page fault on the bytes.
                 self.m.cpu.eip = eip;
-                self.m.raise(Fault::gp(0))
+                let cs = *self.m.cpu.sreg(Sreg::Cs);
+                let lin = cs.desc.base.wrapping_add(eip);
+                let mut b = [0u8; 16];
+                let n = self.m.fetch_bytes(lin, &mut b);
+                let mut d = Decoder::with_ip(32, &b[..n], eip as u64, DecoderOptions::NONE);
+                let i = d.decode();
+                let complete = d.last_error() != iced_x86::DecoderError::NoMoreBytes;
+                if eip > cs.desc.limit() || (complete && eip as u64 + i.len() as u64 - 1 > cs.desc.limit() as u64) {
+                    return self.m.raise(Fault::gp(0));
+                }
+                let user = self.m.cpu.cpl == 3;
+                match self.m.translate(lin.wrapping_add(n as u32), false, user, true) {
+                    Err(f) => self.m.raise(f),
+                    Ok(_) => Ok(()), // the mapping changed meanwhile: just retry
+                }
             }
             SiteKind::Dispatch { key } => {
                 self.m.cpu.eip = key.eip();
@@ -450,25 +645,76 @@ impl Vm {
             self.m.cpu.gpr[2] = self.m.read_lin(slot(3), 4).unwrap_or(0);
         }
         self.m.cpu.gpr[4] = guest_esp;
-        let cs = *self.m.cpu.sreg(Sreg::Cs);
-        let mut bytes = [0u8; 16];
-        let _ = self.m.read_lin_bytes(cs.desc.base.wrapping_add(self.m.cpu.eip), &mut bytes);
-        let i = Decoder::with_ip(32, &bytes, self.m.cpu.eip as u64, DecoderOptions::NONE).decode();
+        let i = self.decode_current();
         self.m.exec(&i)
     }
 
-    fn memory_fault(&mut self, trapno: u32, err: u32, cr2: u32) -> Result<(), Stop> {
-        if trapno == 14 && err & 2 != 0 && self.m.mem.protected.contains(&(cr2 >> 12)) {
-            // The guest wrote a page holding translated code: drop those translations and
-            // let the write happen (the faulting instruction restarts).
-            self.stats.smc_faults += 1;
-            self.single_once = true;
-            return self.drop_code_page(cr2 >> 12);
-        }
+    /// Decodes the guest instruction at CS:EIP (it was just executing, so it is fetchable).
+    fn decode_current(&mut self) -> iced_x86::Instruction {
         let cs = *self.m.cpu.sreg(Sreg::Cs);
         let mut bytes = [0u8; 16];
-        let _ = self.m.read_lin_bytes(cs.desc.base.wrapping_add(self.m.cpu.eip), &mut bytes);
-        let i = Decoder::with_ip(32, &bytes, self.m.cpu.eip as u64, DecoderOptions::NONE).decode();
+        let n = self.m.fetch_bytes(cs.desc.base.wrapping_add(self.m.cpu.eip), &mut bytes);
+        Decoder::with_ip(32, &bytes[..n], self.m.cpu.eip as u64, DecoderOptions::NONE).decode()
+    }
+
+    /// A host page fault with shadow paging on: walk the guest's tables for the access.
+    /// Returns None when the access must be emulated (the page cannot be mapped natively).
+    fn shadow_fault(&mut self, err: u32, lin: u32) -> Option<Result<(), Stop>> {
+        if !(ringfold_host::layout::LOW_LIMIT..MONITOR_START).contains(&lin) {
+            return None;
+        }
+        let acc = ringfold_arch::paging::Access { write: err & 2 != 0, user: self.m.cpu.cpl == 3, fetch: false };
+        let t = match self.m.walk(lin, acc) {
+            Ok(t) => t,
+            Err(pf) => {
+                self.m.cpu.cr2 = pf.cr2;
+                return Some(self.m.raise(Fault { vector: 14, error: Some(pf.error_code) }));
+            }
+        };
+        if t.pa + 4096 > self.m.mem.ram_size as u64 {
+            return None; // not RAM (MMIO / unassigned)
+        }
+        let pa = (t.pa >> 12) as u32;
+        let r = (|| {
+            if acc.write && self.m.mem.mmu.is_code_page(pa) {
+                // Self-modifying code: drop the translations; the store runs from a
+                // one-shot translation so that re-translating cannot re-protect the page
+                // before the store completes.
+                self.stats.smc_faults += 1;
+                self.single_once = true;
+                self.code_written(pa)?;
+            }
+            self.stats.shadow_faults += 1;
+            let pge = self.m.cpu.cr4 & cr4::PGE != 0;
+            let lp = lin >> 12;
+            self.m.mem.with_mmu(|mmu, mp| mmu.install(mp, lp, &t, acc.write, pge))?;
+            if acc.write && !self.m.mem.mmu.mapped(lp).is_some_and(|m| m.writable) {
+                // A write the guest allows but the host mapping cannot (CPL0 writing a
+                // read-only user page with CR0.WP=0): run it once from a one-shot
+                // translation with the page writable, then drop the mapping again.
+                self.m.mem.with_mmu(|_, mp| mp.protect(lp, true))?;
+                self.single_once = true;
+                self.unmap_after_single = Some(lp);
+            }
+            Ok(())
+        })();
+        Some(r)
+    }
+
+    fn memory_fault(&mut self, trapno: u32, err: u32, cr2: u32) -> Result<(), Stop> {
+        if trapno == 14 {
+            if self.m.mem.host_paged {
+                if let Some(r) = self.shadow_fault(err, cr2) {
+                    return r;
+                }
+            } else if err & 2 != 0 && self.m.mem.mmu.is_code_page(cr2 >> 12) {
+                // Paging off: the guest wrote a page holding translated code.
+                self.stats.smc_faults += 1;
+                self.single_once = true;
+                return self.code_written(cr2 >> 12);
+            }
+        }
+        let i = self.decode_current();
         // First: would the guest itself fault (segment checks against its own descriptors)?
         let mut f = InstructionInfoFactory::new();
         let info = f.info(&i);
@@ -485,8 +731,19 @@ impl Vm {
             }
             let write = matches!(mem.access(), OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite);
             let size = mem.memory_size().size() as u32;
-            if let Err(fault) = self.m.seg_addr(seg, off, size.max(1), write) {
-                return self.m.raise(fault);
+            let lin = match self.m.seg_addr(seg, off, size.max(1), write) {
+                Ok(l) => l,
+                Err(fault) => return self.m.raise(fault),
+            };
+            // Then the guest's page-level checks (a CPL3 access beyond a truncated segment
+            // to a supervisor page is a guest #PF).
+            if self.m.mem.host_paged {
+                let user = self.m.cpu.cpl == 3;
+                for l in [lin, lin.wrapping_add(size.max(1) - 1)] {
+                    if let Err(fault) = self.m.translate(l, write, user, false) {
+                        return self.m.raise(fault);
+                    }
+                }
             }
         }
         // The access is legal for the guest but reaches memory the host cannot map
@@ -499,7 +756,7 @@ impl Vm {
         }
         Err(Stop::Unsupported {
             eip: self.m.cpu.eip,
-            what: format!("`{i}` accesses linear memory ringfold cannot map (host trap {trapno}, address {cr2:#x}); only MOV/MOVZX/MOVSX are emulated there yet"),
+            what: format!("`{i}` accesses linear memory ringfold cannot map (host trap {trapno}, address {cr2:#x}); only MOV/MOVZX/MOVSX/STOS/MOVS/LODS are emulated there yet"),
         })
     }
 
@@ -524,7 +781,7 @@ impl Vm {
                     Ok(())
                 })
             }
-            _ => return None,
+            _ => return self.m.string_data(i),
         };
         if r.is_ok() {
             self.m.cpu.eip = i.next_ip32();
@@ -545,7 +802,7 @@ impl Vm {
     /// guest RAM, for the differential test's oracle. The runner appends a far jump back to
     /// the host at `end`. Returns the final GPRs and host EFLAGS, or the host trap number.
     pub fn run_native(&mut self, entry: u32, end: u32, gpr: [u32; 8], eflags: u32) -> Result<([u32; 8], u32), u32> {
-        self.sync_code_writes().expect("sync");
+        self.sync().expect("sync");
         let stub_at = end + 7;
         let mut t = [0u8; 7];
         t[0] = 0xEA;
@@ -555,7 +812,7 @@ impl Vm {
         ringfold_host::write_exit_stub(&mut s, NATIVE_DONE);
         self.m.mem.write(end, &t);
         self.m.mem.write(stub_at, &s);
-        self.sync_code_writes().expect("sync");
+        self.sync().expect("sync");
         let first = entry & !0xFFF;
         let len = ((stub_at + s.len() as u32 + 0xFFF) & !0xFFF) - first;
         let space = self.m.mem.host.space_mut();

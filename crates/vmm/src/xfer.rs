@@ -151,8 +151,8 @@ impl<M: Memory> Machine<M> {
         if self.cpu.tr.sel & !3 == 0 || off + 5 > self.cpu.tr.limit {
             return Err(Fault::ts(self.cpu.tr.sel as u32 & 0xFFFC | ext));
         }
-        let esp = self.read_lin(self.cpu.tr.base.wrapping_add(off), 4)?;
-        let ss = self.read_lin(self.cpu.tr.base.wrapping_add(off + 4), 2)? as u16;
+        let esp = self.read_sys(self.cpu.tr.base.wrapping_add(off), 4)?;
+        let ss = self.read_sys(self.cpu.tr.base.wrapping_add(off + 4), 2)? as u16;
         Ok((ss, esp))
     }
 
