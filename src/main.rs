@@ -99,6 +99,9 @@ fn run(a: RunArgs) -> Result<ExitCode> {
     ports.register(ringfold_devices::EXIT_PORT, ringfold_devices::EXIT_PORT_LEN, Box::new(ExitDevice::new()))?;
     ports.register(ringfold_devices::COM1_PORT, ringfold_devices::UART_PORT_LEN, Box::new(Uart16550::stdout()))?;
     let mut vm = Vm::new(a.mem << 20, ports).context("cannot create the VM")?;
+    vm.m.mmio
+        .register(ringfold_devices::TESTDEV_BASE, 0x1000, Box::new(ringfold_devices::TestDevice::new()))
+        .context("cannot register the MMIO test device")?;
     let modules: Vec<ringfold_boot::Module> =
         initrd.iter().map(|d| ringfold_boot::Module::new(d, "initrd")).collect();
     let boot = ringfold_boot::load_multiboot(vm.ram_mut(), &kernel, &a.append, &modules)

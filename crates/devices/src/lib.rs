@@ -28,12 +28,14 @@ use std::any::Any;
 mod bus;
 mod debugcon;
 mod exit;
+mod mmio;
 mod sink;
 mod uart;
 
 pub use bus::{DeviceId, IoError, PortBus};
 pub use debugcon::DebugConsole;
 pub use exit::{exit_status, ExitDevice};
+pub use mmio::{MmioBus, MmioDevice, MmioError, TestDevice, TESTDEV_BASE, TESTDEV_ID};
 pub use sink::{OutputSink, SharedBuffer};
 pub use uart::{IrqLine, Uart16550};
 

@@ -2,6 +2,7 @@
 //! ringfold's monitor: the virtual CPU, exception delivery, the interpreter for sensitive
 //! instructions, the translator and the run loop on top of the host layer.
 
+pub mod alu;
 pub mod cpu;
 pub mod cpuid;
 pub mod emulate;

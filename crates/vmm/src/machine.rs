@@ -5,7 +5,7 @@ use crate::cpu::{Cpu, Sreg};
 use crate::cpu::cr0;
 use ringfold_arch::paging::{self, AdUpdate, PagingMode, PhysMem};
 use ringfold_arch::{Descriptor, Exception, Selector};
-use ringfold_devices::PortBus;
+use ringfold_devices::{MmioBus, PortBus};
 
 /// Guest-physical memory as the monitor sees it.
 pub trait Memory {
@@ -15,6 +15,8 @@ pub trait Memory {
     /// invalidate translations of code on the written pages and shadow mappings derived
     /// from written page-table pages.
     fn write(&mut self, pa: u32, data: &[u8]);
+    /// Whether `pa` is RAM (everything else is MMIO or unassigned).
+    fn is_ram(&self, pa: u32) -> bool;
     /// Accessed/dirty-bit updates made by the monitor's own page walks: written like
     /// `write` but not treated as guest modifications of page tables.
     fn write_ad(&mut self, pa: u32, data: &[u8]) {
@@ -69,6 +71,9 @@ pub const UNASSIGNED_PA: u32 = u32::MAX;
 
 /// Plain RAM in a vector (tests and tools).
 impl Memory for Vec<u8> {
+    fn is_ram(&self, pa: u32) -> bool {
+        (pa as usize) < self.len()
+    }
     fn read(&mut self, pa: u32, buf: &mut [u8]) {
         for (i, b) in buf.iter_mut().enumerate() {
             *b = *self.get(pa as usize + i).unwrap_or(&0xFF);
@@ -133,6 +138,7 @@ pub struct Machine<M: Memory> {
     pub cpu: Cpu,
     pub mem: M,
     pub ports: PortBus,
+    pub mmio: MmioBus,
     /// Host time-stamp counter source (guest TSC = clock() + offset).
     pub clock: fn() -> u64,
     /// Translation changes not yet applied to the shadow mappings and translations.
@@ -141,7 +147,7 @@ pub struct Machine<M: Memory> {
 
 impl<M: Memory> Machine<M> {
     pub fn new(mem: M, ports: PortBus) -> Self {
-        Machine { cpu: Cpu::default(), mem, ports, clock: || 0, tlb_events: Vec::new() }
+        Machine { cpu: Cpu::default(), mem, ports, mmio: MmioBus::new(), clock: || 0, tlb_events: Vec::new() }
     }
 
     // ----- linear memory -----
@@ -190,8 +196,7 @@ impl<M: Memory> Machine<M> {
             let parts = self.access_bytes(l, end - chunk_start, false, user)?;
             for (pa, a, b) in parts {
                 if a < b {
-                    let dst = &mut buf[chunk_start + a..chunk_start + b];
-                    if pa == UNASSIGNED_PA { dst.fill(0xFF) } else { self.mem.read(pa, dst) }
+                    self.phys_read(pa, &mut buf[chunk_start + a..chunk_start + b]);
                 }
             }
         }
@@ -204,8 +209,8 @@ impl<M: Memory> Machine<M> {
             let l = lin.wrapping_add(chunk_start as u32);
             let parts = self.access_bytes(l, end - chunk_start, true, user)?;
             for (pa, a, b) in parts {
-                if a < b && pa != UNASSIGNED_PA {
-                    self.mem.write(pa, &data[chunk_start + a..chunk_start + b]);
+                if a < b {
+                    self.phys_write(pa, &data[chunk_start + a..chunk_start + b]);
                 }
             }
         }
@@ -214,6 +219,34 @@ impl<M: Memory> Machine<M> {
 
     fn user(&self) -> bool {
         self.cpu.cpl == 3
+    }
+
+    /// A physical read: RAM, an MMIO device, or unassigned (all ones).
+    fn phys_read(&mut self, pa: u32, dst: &mut [u8]) {
+        if pa != UNASSIGNED_PA && self.mem.is_ram(pa) {
+            return self.mem.read(pa, dst);
+        }
+        let n = dst.len();
+        let v = if pa != UNASSIGNED_PA && matches!(n, 1 | 2 | 4 | 8) { self.mmio.read(pa, n as u8) } else { None };
+        match v {
+            Some(v) => dst.copy_from_slice(&v.to_le_bytes()[..n]),
+            None => dst.fill(0xFF),
+        }
+    }
+
+    /// A physical write: RAM, an MMIO device, or unassigned (ignored).
+    fn phys_write(&mut self, pa: u32, src: &[u8]) {
+        if pa == UNASSIGNED_PA {
+            return;
+        }
+        if self.mem.is_ram(pa) {
+            return self.mem.write(pa, src);
+        }
+        if matches!(src.len(), 1 | 2 | 4 | 8) {
+            let mut b = [0u8; 8];
+            b[..src.len()].copy_from_slice(src);
+            self.mmio.write(pa, src.len() as u8, u64::from_le_bytes(b));
+        }
     }
 
     pub fn read_lin(&mut self, lin: u32, size: u32) -> Ex<u32> {

@@ -69,6 +69,10 @@ impl Memory for HostMemory {
     fn write_ad(&mut self, pa: u32, data: &[u8]) {
         self.copy_in(pa, data);
     }
+
+    fn is_ram(&self, pa: u32) -> bool {
+        pa < self.ram_size
+    }
 }
 
 /// The host side of the shadow MMU: page mappings in the low 4 GiB of the process.
@@ -756,7 +760,7 @@ impl Vm {
         }
         Err(Stop::Unsupported {
             eip: self.m.cpu.eip,
-            what: format!("`{i}` accesses linear memory ringfold cannot map (host trap {trapno}, address {cr2:#x}); only MOV/MOVZX/MOVSX/STOS/MOVS/LODS are emulated there yet"),
+            what: format!("`{i}` accesses linear memory ringfold cannot map (host trap {trapno}, address {cr2:#x}); emulated there: MOV MOVZX MOVSX ALU TEST XCHG CMPXCHG STOS MOVS LODS"),
         })
     }
 
@@ -780,6 +784,71 @@ impl Vm {
                     m.cpu.set_reg(d.number(), d.size() as u32, v);
                     Ok(())
                 })
+            }
+            Mnemonic::Add | Mnemonic::Or | Mnemonic::Adc | Mnemonic::Sbb | Mnemonic::And | Mnemonic::Sub
+            | Mnemonic::Xor | Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Inc | Mnemonic::Dec | Mnemonic::Neg
+            | Mnemonic::Not => {
+                use crate::alu::{alu, AluOp};
+                let op = match i.mnemonic() {
+                    Mnemonic::Add => AluOp::Add,
+                    Mnemonic::Or => AluOp::Or,
+                    Mnemonic::Adc => AluOp::Adc,
+                    Mnemonic::Sbb => AluOp::Sbb,
+                    Mnemonic::And => AluOp::And,
+                    Mnemonic::Sub => AluOp::Sub,
+                    Mnemonic::Xor => AluOp::Xor,
+                    Mnemonic::Cmp => AluOp::Cmp,
+                    Mnemonic::Test => AluOp::Test,
+                    Mnemonic::Inc => AluOp::Inc,
+                    Mnemonic::Dec => AluOp::Dec,
+                    Mnemonic::Neg => AluOp::Neg,
+                    _ => AluOp::Not,
+                };
+                let size = if i.op0_kind() == iced_x86::OpKind::Memory {
+                    i.memory_size().size() as u32
+                } else {
+                    i.op0_register().size() as u32
+                };
+                let r = (|| {
+                    let a = m.read_op(i, 0, size)?;
+                    let b = if i.op_count() > 1 { m.read_op(i, 1, size)? } else { 0 };
+                    let cf = m.cpu.eflags & eflags::CF != 0;
+                    let (res, flags, written) = alu(op, a, b, cf, size);
+                    if !matches!(op, AluOp::Cmp | AluOp::Test) {
+                        m.write_op(i, 0, size, res)?;
+                    }
+                    m.cpu.eflags = (m.cpu.eflags & !written) | (flags & written);
+                    Ok(())
+                })();
+                r
+            }
+            Mnemonic::Xchg => {
+                let size = i.memory_size().size() as u32;
+                let (mem_op, reg_op) = if i.op0_kind() == iced_x86::OpKind::Memory { (0, 1) } else { (1, 0) };
+                (|| {
+                    let mv = m.read_op(i, mem_op, size)?;
+                    let rv = m.read_op(i, reg_op, size)?;
+                    m.write_op(i, mem_op, size, rv)?;
+                    m.write_op(i, reg_op, size, mv)
+                })()
+            }
+            Mnemonic::Cmpxchg => {
+                let size = i.memory_size().size() as u32;
+                (|| {
+                    let mv = m.read_op(i, 0, size)?;
+                    let acc = m.cpu.get_reg(0, size);
+                    let (_, flags, written) = crate::alu::alu(crate::alu::AluOp::Cmp, acc, mv, false, size);
+                    if flags & eflags::ZF != 0 {
+                        let src = m.read_op(i, 1, size)?;
+                        m.write_op(i, 0, size, src)?;
+                    } else {
+                        // The destination is written back unchanged, as the CPU does.
+                        m.write_op(i, 0, size, mv)?;
+                        m.cpu.set_reg(0, size, mv);
+                    }
+                    m.cpu.eflags = (m.cpu.eflags & !written) | (flags & written);
+                    Ok(())
+                })()
             }
             _ => return self.m.string_data(i),
         };
