@@ -274,3 +274,13 @@ impl AddressSpace {
         self.unmap_guest(LOW_LIMIT, len)
     }
 }
+
+impl AddressSpace {
+    /// Maps a run of `len` bytes of RAM from `pa` at linear `lin` in one call.
+    pub fn map_guest_run(&mut self, lin: u32, pa: u32, len: u32, writable: bool) -> Result<(), MemError> {
+        self.check_low(lin, len);
+        assert!(pa as u64 + len as u64 <= self.ram_size);
+        let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
+        map_fd(Some(lin as u64), len as usize, prot, &self.ram_fd, pa as u64).map(|_| ())
+    }
+}

@@ -25,6 +25,14 @@ pub trait HostMapper {
     fn map(&mut self, lin_page: u32, pa_page: u32, writable: bool);
     fn unmap(&mut self, lin_page: u32);
     fn protect(&mut self, lin_page: u32, writable: bool);
+    /// Unmaps every shadow page at once (one host call instead of one per page).
+    fn unmap_all(&mut self);
+    /// Maps `count` consecutive linear pages to consecutive physical pages (one host call).
+    fn map_run(&mut self, lin_page: u32, pa_page: u32, count: u32, writable: bool) {
+        for k in 0..count {
+            self.map(lin_page + k, pa_page + k, writable);
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,24 +108,47 @@ impl ShadowMmu {
     /// Maps `lin_page` after a successful walk `t` for an access (`write`).
     pub fn install(&mut self, h: &mut impl HostMapper, lin_page: u32, t: &Translation, write: bool, pge: bool) {
         let pa = (t.pa >> 12) as u32;
+        self.install_run(h, lin_page, pa, 1, t, write, pge);
+    }
+
+    /// Maps `count` pages from `lin_page` (a run inside one guest page of `t`: a large page
+    /// maps contiguously, the Linux direct map case) with one host call. Pages holding
+    /// translated code in the run stay read-only.
+    #[allow(clippy::too_many_arguments)]
+    pub fn install_run(&mut self, h: &mut impl HostMapper, lin_page: u32, pa: u32, count: u32, t: &Translation, write: bool, pge: bool) {
         // Host write permission: the guest entry must allow writes at every level (for a
         // supervisor page also when CR0.WP=0 lets CPL0 write a read-only page: CPL3 never
         // reaches supervisor pages), D must already be set (or this write sets it), and the
         // page must not hold translated code.
         let guest_w = t.rw || (!t.user && t.writable);
-        let writable = guest_w && (t.dirty || write) && !self.read_only_phys(pa);
-        if self.map.contains_key(&lin_page) {
-            self.drop_page(h, lin_page);
+        let writable = guest_w && (t.dirty || write);
+        for k in 0..count {
+            if let Some(old) = self.map.remove(&(lin_page + k)) {
+                if let Some(v) = self.by_phys.get_mut(&old.pa) {
+                    v.retain(|l| *l != lin_page + k);
+                }
+            }
         }
-        h.map(lin_page, pa, writable);
-        let m = Mapping { pa, writable, user: t.user, global: t.global && pge };
-        self.map.insert(lin_page, m);
-        self.by_phys.entry(pa).or_default().push(lin_page);
-        if t.page_size > 4096 {
-            self.large.entry(t.page_base_lin >> 12).or_default().push(lin_page);
+        h.map_run(lin_page, pa, count, writable);
+        for k in 0..count {
+            let (lp, p) = (lin_page + k, pa + k);
+            let w = writable && !self.read_only_phys(p);
+            if writable && !w {
+                h.protect(lp, false);
+            }
+            self.map.insert(lp, Mapping { pa: p, writable: w, user: t.user, global: t.global && pge });
+            self.by_phys.entry(p).or_default().push(lp);
+            if t.page_size > 4096 {
+                self.large.entry(t.page_base_lin >> 12).or_default().push(lp);
+            }
+            self.note_privilege(lp, t.user);
         }
+    }
+
+    /// Keeps `user_top` and the set of low supervisor pages right for a new mapping.
+    fn note_privilege(&mut self, lin_page: u32, user: bool) {
         let lin = lin_page << 12;
-        if t.user {
+        if user {
             self.max_user_page = self.max_user_page.max(lin_page);
             if lin >= self.user_top {
                 // A user page above the truncation: give up the truncation; every
@@ -171,8 +202,16 @@ impl ShadowMmu {
     /// MOV CR3 (keep_global) or a paging mode change: drops mappings; returns the pages dropped.
     pub fn flush(&mut self, h: &mut impl HostMapper, keep_global: bool) -> Vec<u32> {
         let victims: Vec<u32> = self.map.iter().filter(|(_, m)| !(keep_global && m.global)).map(|(l, _)| *l).collect();
-        for l in &victims {
-            self.drop_page(h, *l);
+        if !keep_global || victims.len() == self.map.len() {
+            if !self.map.is_empty() {
+                h.unmap_all();
+            }
+            self.map.clear();
+            self.sup_low.clear();
+        } else {
+            for l in &victims {
+                self.drop_page(h, *l);
+            }
         }
         if !keep_global {
             self.by_phys.clear();
@@ -236,6 +275,9 @@ mod tests {
         fn protect(&mut self, l: u32, w: bool) {
             self.mapped.get_mut(&l).unwrap().1 = w;
         }
+        fn unmap_all(&mut self) {
+            self.mapped.clear();
+        }
     }
 
     fn tr(pa: u64, rw: bool, user: bool, dirty: bool, tables: [u64; 3]) -> Translation {
@@ -279,6 +321,46 @@ mod tests {
         k.writable = true;
         s.install(&mut h, 0xC0000, &k, true, false);
         assert_eq!(h.mapped[&0xC0000], (6, true));
+    }
+
+    #[test]
+    fn large_page_runs_map_in_one_call_and_keep_code_read_only() {
+        #[derive(Default)]
+        struct Count {
+            inner: Rec,
+            runs: u32,
+        }
+        impl HostMapper for Count {
+            fn map(&mut self, l: u32, p: u32, w: bool) {
+                self.inner.map(l, p, w)
+            }
+            fn unmap(&mut self, l: u32) {
+                self.inner.unmap(l)
+            }
+            fn protect(&mut self, l: u32, w: bool) {
+                self.inner.protect(l, w)
+            }
+            fn unmap_all(&mut self) {
+                self.inner.unmap_all()
+            }
+            fn map_run(&mut self, l: u32, p: u32, n: u32, w: bool) {
+                self.runs += 1;
+                for k in 0..n {
+                    self.inner.map(l + k, p + k, w);
+                }
+            }
+        }
+        let (mut s, mut h) = (ShadowMmu::new(0xFF00_0000), Count::default());
+        s.add_code(&mut h, 0x105);
+        let mut t = tr(0x40_0000, true, false, true, [NO_TABLE, 0x1000, NO_TABLE]);
+        t.page_size = 0x40_0000;
+        t.page_base_lin = 0xC040_0000;
+        s.install_run(&mut h, 0xC0400, 0x100, 1024, &t, false, false);
+        assert_eq!(h.runs, 1);
+        assert_eq!(s.mapped_pages(), 1024);
+        assert_eq!(h.inner.mapped[&0xC0400], (0x100, true));
+        assert_eq!(h.inner.mapped[&0xC0405], (0x105, false), "code page stays read-only");
+        assert_eq!(s.invlpg(&mut h, 0xC07F_F000).len(), 1024, "INVLPG anywhere drops the large page");
     }
 
     #[test]

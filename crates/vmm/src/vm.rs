@@ -93,6 +93,17 @@ impl HostMapper for Mapper<'_> {
             self.err.get_or_insert(e);
         }
     }
+    fn map_run(&mut self, l: u32, p: u32, n: u32, w: bool) {
+        if let Err(e) = self.space.map_guest_run(l << 12, p << 12, n << 12, w) {
+            self.err.get_or_insert(e);
+        }
+    }
+    fn unmap_all(&mut self) {
+        let len = ringfold_host::layout::MONITOR_START - ringfold_host::layout::LOW_LIMIT;
+        if let Err(e) = self.space.unmap_guest(ringfold_host::layout::LOW_LIMIT, len) {
+            self.err.get_or_insert(e);
+        }
+    }
     fn protect(&mut self, l: u32, w: bool) {
         let r = if self.paged { self.space.protect_guest_page(l << 12, w) } else { self.space.set_page_writable(l, w) };
         if let Err(e) = r {
@@ -182,7 +193,12 @@ pub struct VmStats {
     pub signal_exits: u64,
     pub smc_faults: u64,
     pub shadow_faults: u64,
+    pub evictions: u64,
 }
+
+/// Most host pages the shadow keeps mapped before it drops them all (vm.max_map_count is
+/// 65530 by default; scattered pages cost one VMA each).
+const MAX_SHADOW_PAGES: usize = 32768;
 
 /// A virtual machine: one vCPU, guest RAM, ports, translation cache.
 pub struct Vm {
@@ -689,9 +705,33 @@ impl Vm {
                 self.code_written(pa)?;
             }
             self.stats.shadow_faults += 1;
+            if self.m.mem.mmu.mapped_pages() >= MAX_SHADOW_PAGES {
+                // Eviction: stay far below vm.max_map_count whatever the guest's layout (in
+                // the worst case every page is its own host VMA). Dropping shadow mappings is
+                // invisible to the guest: they refault from its page tables.
+                self.stats.evictions += 1;
+                self.m.mem.with_mmu(|mmu, mp| mmu.flush(mp, false))?;
+            }
             let pge = self.m.cpu.cr4 & cr4::PGE != 0;
             let lp = lin >> 12;
-            self.m.mem.with_mmu(|mmu, mp| mmu.install(mp, lp, &t, acc.write, pge))?;
+            if t.page_size > 4096 {
+                // A large page maps contiguously: map all of it that is RAM and below the
+                // monitor region in one host call (the Linux direct map case).
+                let base_lp = t.page_base_lin >> 12;
+                let base_pa = (t.page_base_pa >> 12) as u32;
+                let ram_pages = self.m.mem.ram_size >> 12;
+                let lo = base_lp.max(ringfold_host::layout::LOW_LIMIT >> 12);
+                let hi = (base_lp + (t.page_size >> 12)).min(MONITOR_START >> 12);
+                let hi = hi.min(base_lp + ram_pages.saturating_sub(base_pa));
+                if lo <= lp && lp < hi {
+                    let pa0 = base_pa + (lo - base_lp);
+                    self.m.mem.with_mmu(|mmu, mp| mmu.install_run(mp, lo, pa0, hi - lo, &t, acc.write, pge))?;
+                } else {
+                    self.m.mem.with_mmu(|mmu, mp| mmu.install(mp, lp, &t, acc.write, pge))?;
+                }
+            } else {
+                self.m.mem.with_mmu(|mmu, mp| mmu.install(mp, lp, &t, acc.write, pge))?;
+            }
             if acc.write && !self.m.mem.mmu.mapped(lp).is_some_and(|m| m.writable) {
                 // A write the guest allows but the host mapping cannot (CPL0 writing a
                 // read-only user page with CR0.WP=0): run it once from a one-shot
