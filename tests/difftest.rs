@@ -6,7 +6,7 @@
 
 use ringfold_devices::PortBus;
 use ringfold_difftest::{disassemble, generate, CODE_ADDR, COMPARED_EFLAGS, DATA_ADDR, DATA_SIZE};
-use ringfold_vmm::cpu::{Cpu, SegReg, Sreg, TableReg};
+use ringfold_vmm::cpu::{Cpu, SegReg, TableReg};
 use ringfold_vmm::vm::Vm;
 use ringfold_vmm::{Memory, Stop};
 use ringfold_arch::descriptor::types::{CODE_XR, DATA_RW};
@@ -60,9 +60,9 @@ fn native_and_translated_agree() {
         let mut gdata = vec![0u8; DATA_SIZE];
         vm.m.mem.read(DATA_ADDR, &mut gdata);
         let mut diffs = Vec::new();
-        for r in 0..8 {
-            if nregs[r] != c.gpr[r] {
-                diffs.push(format!("reg{r}: native {:#x} guest {:#x}", nregs[r], c.gpr[r]));
+        for (r, (n, g)) in nregs.iter().zip(c.gpr.iter()).enumerate() {
+            if n != g {
+                diffs.push(format!("reg{r}: native {n:#x} guest {g:#x}"));
             }
         }
         if nflags & COMPARED_EFLAGS != c.eflags & COMPARED_EFLAGS {
@@ -82,7 +82,6 @@ fn native_and_translated_agree() {
                 break;
             }
         }
-        let _ = Sreg::Cs;
     }
     assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
 }

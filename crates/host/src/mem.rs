@@ -72,7 +72,7 @@ impl AddressSpace {
     /// Reserves [4 KiB, 4 GiB), creates guest RAM and maps it at guest-physical = linear,
     /// maps the context page and the translation cache (read+exec low, read+write alias).
     pub fn new(ram_size: u64) -> Result<Self, MemError> {
-        if ram_size < (1 << 20) || ram_size > MAX_RAM || ram_size % 4096 != 0 {
+        if !((1 << 20)..=MAX_RAM).contains(&ram_size) || !ram_size.is_multiple_of(4096) {
             return Err(MemError::BadRamSize(ram_size));
         }
         let len = (1u64 << 32) - LOW_LIMIT as u64;
@@ -149,7 +149,7 @@ impl AddressSpace {
     /// Changes the protection of a page-aligned range of the low guest mapping (used by the
     /// native runner to make test code executable).
     pub fn protect_low(&mut self, addr: u32, len: u32, exec: bool) -> Result<(), MemError> {
-        assert!(addr >= LOW_LIMIT && (addr as u64 + len as u64) <= self.ram_size && addr % 4096 == 0);
+        assert!(addr >= LOW_LIMIT && (addr as u64 + len as u64) <= self.ram_size && addr.is_multiple_of(4096));
         let prot = libc::PROT_READ | libc::PROT_WRITE | if exec { libc::PROT_EXEC } else { 0 };
         // SAFETY: the range is inside the guest RAM mapping we own (asserted above).
         if unsafe { libc::mprotect(addr as u64 as *mut libc::c_void, len as usize, prot) } != 0 {
@@ -224,7 +224,7 @@ pub fn rdtsc() -> u64 {
 
 impl AddressSpace {
     fn check_low(&self, lin: u32, len: u32) {
-        assert!(lin >= LOW_LIMIT && lin % 4096 == 0 && len % 4096 == 0 && lin as u64 + len as u64 <= MONITOR_START as u64,
+        assert!(lin >= LOW_LIMIT && lin.is_multiple_of(4096) && len.is_multiple_of(4096) && lin as u64 + len as u64 <= MONITOR_START as u64,
             "shadow mapping outside the guest part of the jail: {lin:#x}+{len:#x}");
     }
 

@@ -41,7 +41,7 @@ fn szp(r: u32, size: u32) -> u32 {
     if r & sign(size) != 0 {
         f |= SF;
     }
-    if (r as u8).count_ones() % 2 == 0 {
+    if (r as u8).count_ones().is_multiple_of(2) {
         f |= PF;
     }
     f

@@ -169,9 +169,7 @@ impl Cpu {
     /// The state the Multiboot specification prescribes at kernel entry: 32-bit protected
     /// mode, flat CS/DS/ES/FS/GS/SS at CPL0, paging off, IF clear.
     pub fn multiboot_entry(entry: u32, eax: u32, ebx: u32) -> Self {
-        let mut c = Cpu::default();
-        c.cr0 = cr0::PE | cr0::ET;
-        c.eip = entry;
+        let mut c = Cpu { cr0: cr0::PE | cr0::ET, eip: entry, ..Cpu::default() };
         c.gpr[0] = eax;
         c.gpr[3] = ebx;
         let code = SegReg::flat(0x08, ringfold_arch::descriptor::types::CODE_XR, 0);

@@ -137,7 +137,6 @@ impl<M: Memory> Machine<M> {
             .write(port, size as u8, v)
             .map_err(|e| Trap::Stop(Stop::Io { eip: self.cpu.eip, what: e.to_string() }))?;
         if let Some(ringfold_devices::ExitRequest::Status(s)) = self.ports.take_exit() {
-            self.cpu.eip = self.cpu.eip.wrapping_add(0); // EIP stays at the OUT; the VM ends
             return Err(Trap::Stop(Stop::Exit(s)));
         }
         Ok(())
@@ -145,8 +144,6 @@ impl<M: Memory> Machine<M> {
 
     pub(crate) fn string_count(&self, i: &Instruction) -> Option<u32> {
         if i.has_rep_prefix() || i.has_repne_prefix() {
-            let a16 = i.op_kind(0) == OpKind::MemoryESDI && i.memory_size().size() > 0 && false;
-            let _ = a16;
             Some(if Self::addr16(i) { self.cpu.gpr[1] & 0xFFFF } else { self.cpu.gpr[1] })
         } else {
             None
@@ -160,7 +157,7 @@ impl<M: Memory> Machine<M> {
     }
 
     pub(crate) fn adv(&mut self, reg: usize, size: u32, a16: bool) {
-        let d = if self.cpu.eflags & eflags::DF != 0 { (size as u32).wrapping_neg() } else { size };
+        let d = if self.cpu.eflags & eflags::DF != 0 { size.wrapping_neg() } else { size };
         if a16 {
             let v = (self.cpu.gpr[reg].wrapping_add(d)) & 0xFFFF;
             self.cpu.gpr[reg] = (self.cpu.gpr[reg] & 0xFFFF_0000) | v;
@@ -740,9 +737,9 @@ impl<M: Memory> Machine<M> {
                 self.sysexit()?;
                 return Ok(());
             }
-            // Not advertised by our CPUID (or not valid in legacy mode): #UD as on a CPU
-            // without them. RDTSCP/RDPID: no CPUID bit; SYSCALL: EFER.SCE can't be set.
-            _ if i.code() == Code::INVALID => return Err(Fault::ud().into()),
+            // Invalid encodings, and instructions our CPUID does not advertise (or that are
+            // invalid in legacy mode): #UD as on such a CPU. RDTSCP/RDPID: no CPUID bit;
+            // SYSCALL/SYSRET: EFER.SCE can't be set; VEX/EVEX: no AVX.
             _ => return Err(Fault::ud().into()),
         }
         self.cpu.eip = next;

@@ -814,7 +814,7 @@ impl Vm {
             }
             Mnemonic::Movzx | Mnemonic::Movsx => {
                 let src = i.memory_size().size() as u32;
-                m.read_op(i, 1, src).and_then(|v| {
+                m.read_op(i, 1, src).map(|v| {
                     let v = match (i.mnemonic(), src) {
                         (Mnemonic::Movsx, 1) => v as u8 as i8 as i32 as u32,
                         (Mnemonic::Movsx, 2) => v as u16 as i16 as i32 as u32,
@@ -822,7 +822,6 @@ impl Vm {
                     };
                     let d = i.op0_register();
                     m.cpu.set_reg(d.number(), d.size() as u32, v);
-                    Ok(())
                 })
             }
             Mnemonic::Add | Mnemonic::Or | Mnemonic::Adc | Mnemonic::Sbb | Mnemonic::And | Mnemonic::Sub
@@ -849,7 +848,8 @@ impl Vm {
                 } else {
                     i.op0_register().size() as u32
                 };
-                let r = (|| {
+                
+                (|| {
                     let a = m.read_op(i, 0, size)?;
                     let b = if i.op_count() > 1 { m.read_op(i, 1, size)? } else { 0 };
                     let cf = m.cpu.eflags & eflags::CF != 0;
@@ -859,8 +859,7 @@ impl Vm {
                     }
                     m.cpu.eflags = (m.cpu.eflags & !written) | (flags & written);
                     Ok(())
-                })();
-                r
+                })()
             }
             Mnemonic::Xchg => {
                 let size = i.memory_size().size() as u32;

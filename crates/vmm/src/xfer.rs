@@ -210,7 +210,7 @@ impl<M: Memory> Machine<M> {
             return Err(Fault::gp(0));
         }
         let err = sel as u32 & 0xFFFC;
-        let (d, addr) = self.read_descriptor(s)?;
+        let (d, _) = self.read_descriptor(s)?;
         if d.s {
             let (d, addr) = self.check_code_target(s)?;
             let off = if opsize == 2 { off & 0xFFFF } else { off };
@@ -238,7 +238,6 @@ impl<M: Memory> Machine<M> {
             }
             _ => return Err(Fault::gp(err)),
         };
-        let _ = addr;
         let cpl = self.cpu.cpl;
         if g.dpl < cpl || g.dpl < s.rpl() {
             return Err(Fault::gp(err));
