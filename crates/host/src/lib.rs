@@ -11,6 +11,7 @@ pub mod ldt;
 pub mod mem;
 pub mod seccomp;
 mod signals;
+pub mod timer;
 mod tramp;
 
 pub use ctx::Ctx;
@@ -110,6 +111,11 @@ impl HostVm {
     pub fn enter(&mut self) {
         // SAFETY: see the doc comment; signal handlers are installed for this thread by `new`.
         unsafe { tramp::enter_guest() }
+    }
+
+    /// Takes (and clears) the flag set by a kick signal that arrived while monitor code ran.
+    pub fn take_kick(&mut self) -> bool {
+        signals::KICKED.swap(false, Ordering::Relaxed)
     }
 
     /// Installs the seccomp filter (irreversible for the process).

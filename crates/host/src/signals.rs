@@ -40,13 +40,22 @@ extern "C" {
     fn rf_sig_stub();
 }
 
-const SIGNALS: [libc::c_int; 5] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGTRAP];
+const SIGNALS: [libc::c_int; 6] =
+    [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGTRAP, crate::timer::KICK_SIGNAL];
+
+/// Set when a kick signal arrived while the monitor (not guest code) was running.
+pub static KICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn handler(sig: libc::c_int, _info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid ucontext_t for SA_SIGINFO handlers.
     let uc = unsafe { &mut *(uc as *mut libc::ucontext_t) };
     let g = &mut uc.uc_mcontext.gregs;
     let csgsfs = g[libc::REG_CSGSFS as usize] as u64;
+    if sig == crate::timer::KICK_SIGNAL && csgsfs & 4 == 0 {
+        // The monitor itself was running: it checks the flag before the next entry.
+        KICKED.store(true, Ordering::Relaxed);
+        return;
+    }
     if csgsfs & 4 == 0 {
         // A fault in 64-bit code is a monitor bug: report it and die with the default action.
         let msg = b"ringfold: fatal fault inside the monitor itself\n";

@@ -54,6 +54,16 @@ impl<M: Memory> PhysMem for Phys<'_, M> {
     }
 }
 
+/// The interrupt side of the platform (PIC/APIC and timers), as the run loop sees it.
+pub trait Platform {
+    /// Advances device time to `now_ns`; true if an interrupt request is pending at the CPU.
+    fn update(&mut self, now_ns: u64) -> bool;
+    /// Interrupt acknowledge: the vector to deliver (None if the request went away).
+    fn acknowledge(&mut self) -> Option<u8>;
+    /// When (absolute monotonic ns) the next timer event is due, if any.
+    fn next_deadline(&self) -> Option<u64>;
+}
+
 /// A change of the guest's address translation the shadow must follow (TLB semantics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlbEvent {

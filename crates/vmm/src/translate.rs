@@ -400,6 +400,22 @@ impl TCache {
         Some((b.key, eip, scratch))
     }
 
+    /// If `host_eip` is exactly where the translation of a guest instruction begins (or a
+    /// faultable point inside an inline lookup, which can be rewound), returns that guest
+    /// instruction's EIP: the guest state there is precise. Elsewhere (between the host
+    /// instructions of one guest instruction's expansion, in link or exit stubs) it is not.
+    pub fn boundary(&self, host_eip: u32) -> Option<(u32, Scratch)> {
+        let off = host_eip.checked_sub(self.host_base)? as usize;
+        let (_, &bi) = self.by_start.range(..=off).next_back()?;
+        let b = &self.blocks[bi];
+        if off >= b.end {
+            return None;
+        }
+        let idx = b.insns.partition_point(|(o, _, _)| *o < off);
+        let &(o, eip, sc) = b.insns.get(idx)?;
+        (o == off && (sc.in_seq || idx == 0 || b.insns[idx - 1].1 != eip)).then_some((eip, sc))
+    }
+
     /// The return/indirect-branch lookup table of a translation context (allocated on
     /// first use): 65536 entries of (-guest EIP, host address), indexed by EIP & 0xFFFF.
     fn table_for(&mut self, tc: &mut [u8], key: &Key) -> usize {

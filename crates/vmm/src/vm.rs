@@ -1,7 +1,7 @@
 //! The run loop: translate, enter the guest through the host layer, handle exits.
 
 use crate::cpu::{cr0, cr4, Cpu, SegReg, Sreg};
-use crate::machine::{Fault, Machine, Memory, Stop, TlbEvent};
+use crate::machine::{Fault, Machine, Memory, Platform, Stop, TlbEvent};
 use crate::mmu::{HostMapper, ShadowMmu};
 use crate::translate::{Key, SiteKind, TCache, TranslateError};
 use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, Mnemonic, OpAccess};
@@ -194,6 +194,10 @@ pub struct VmStats {
     pub smc_faults: u64,
     pub shadow_faults: u64,
     pub evictions: u64,
+    pub kicks: u64,
+    pub raw_resumes: u64,
+    pub interrupts: u64,
+    pub idles: u64,
 }
 
 /// Most host pages the shadow keeps mapped before it drops them all (vm.max_map_count is
@@ -217,6 +221,13 @@ pub struct Vm {
     unmap_after_single: Option<u32>,
     /// Linear code pages translated from large (2/4 MiB) guest pages.
     large_code_pages: HashSet<u32>,
+    /// Interrupt sources (PIC, timers); none for bare Multiboot test guests.
+    pub platform: Option<Box<dyn Platform>>,
+    /// Kick timer for the VM thread (interrupt delivery into chained translations).
+    timer: Option<ringfold_host::timer::Timer>,
+    /// Re-enter at this host EIP without translation: a kick interrupted guest code where
+    /// its state is not precise.
+    resume_raw: Option<u32>,
 }
 
 const ARITH: u32 = eflags::CF | eflags::PF | eflags::AF | eflags::ZF | eflags::SF | eflags::DF | eflags::OF;
@@ -251,6 +262,9 @@ impl Vm {
             global_code: HashSet::default(),
             unmap_after_single: None,
             large_code_pages: HashSet::default(),
+            platform: None,
+            timer: None,
+            resume_raw: None,
         })
     }
 
@@ -469,36 +483,119 @@ impl Vm {
         }
     }
 
-    fn step(&mut self) -> Result<(), Stop> {
-        self.sync()?;
-        if self.m.cpu.halted {
-            // No interrupt sources exist yet: a halted CPU never wakes.
-            return Err(Stop::HaltedForever(self.m.cpu.eip));
-        }
-        self.m.cpu.shadow = false;
-        let cs = *self.m.cpu.sreg(Sreg::Cs);
-        if !cs.desc.db {
-            return Err(Stop::Unsupported { eip: self.m.cpu.eip, what: TranslateError::Code16.to_string() });
-        }
-        let key = self.key();
-        let once = std::mem::take(&mut self.single_once);
-        let host_eip = self.translate_with(key, once)?;
-        self.enter(host_eip)?;
-        if once {
-            if let Some(lp) = self.unmap_after_single.take() {
-                self.m.mem.with_mmu(|mmu, mp| mmu.drop_page(mp, lp))?;
+    /// Delivers a pending external interrupt if the guest can take it now, idles a halted
+    /// guest until the next event, and keeps the kick timer armed for the next deadline.
+    fn service_interrupts(&mut self) -> Result<(), Stop> {
+        let Some(p) = self.platform.as_mut() else {
+            if self.m.cpu.halted {
+                // No interrupt sources: a halted CPU never wakes.
+                return Err(Stop::HaltedForever(self.m.cpu.eip));
             }
+            return Ok(());
+        };
+        let now = ringfold_host::timer::now_ns();
+        let pending = p.update(now);
+        let deadline = p.next_deadline();
+        let can_take = self.m.cpu.eflags & eflags::IF != 0;
+        if pending && can_take {
+            if self.m.cpu.shadow {
+                // STI / MOV SS shadow: run exactly one more instruction first.
+                self.single_once = true;
+            } else if let Some(v) = self.platform.as_mut().and_then(|p| p.acknowledge()) {
+                self.stats.interrupts += 1;
+                self.m.external_interrupt(v)?;
+            }
+        } else if self.m.cpu.halted {
+            if !can_take {
+                return Err(Stop::HaltedForever(self.m.cpu.eip));
+            }
+            // HLT with IF=1: sleep until the next timer event (a kick ends it early).
+            self.stats.idles += 1;
+            let wait = deadline.map_or(10_000_000, |d| d.saturating_sub(now).min(10_000_000));
+            ringfold_host::timer::idle(wait.max(1_000));
+            return Ok(());
         }
+        if self.timer.is_none() {
+            self.timer = Some(ringfold_host::timer::Timer::new().map_err(|e| Stop::Unsupported {
+                eip: self.m.cpu.eip,
+                what: format!("cannot create the VM timer: {e}"),
+            })?);
+        }
+        if let (Some(t), Some(d)) = (self.timer.as_mut(), deadline) {
+            t.arm(d.saturating_sub(ringfold_host::timer::now_ns()).max(1_000));
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<(), Stop> {
+        let host_eip = if let Some(h) = self.resume_raw.take() {
+            h
+        } else {
+            self.sync()?;
+            let _ = self.m.mem.host.take_kick();
+            self.service_interrupts()?;
+            if self.m.cpu.halted {
+                return Ok(());
+            }
+            self.m.cpu.shadow = false;
+            let cs = *self.m.cpu.sreg(Sreg::Cs);
+            if !cs.desc.db {
+                return Err(Stop::Unsupported { eip: self.m.cpu.eip, what: TranslateError::Code16.to_string() });
+            }
+            let key = self.key();
+            let once = std::mem::take(&mut self.single_once);
+            let h = self.translate_with(key, once)?;
+            if once {
+                self.enter(h)?;
+                if let Some(lp) = self.unmap_after_single.take() {
+                    self.m.mem.with_mmu(|mmu, mp| mmu.drop_page(mp, lp))?;
+                }
+                return self.dispatch_exit();
+            }
+            h
+        };
+        self.enter(host_eip)?;
+        self.dispatch_exit()
+    }
+
+    fn dispatch_exit(&mut self) -> Result<(), Stop> {
         let ctx = self.m.mem.host.ctx_mut();
         if ctx.exit_site == EXIT_SIGNAL {
             self.stats.signal_exits += 1;
-            let (trapno, err, cr2, heip) = (ctx.trapno, ctx.err, ctx.cr2, ctx.eip);
+            let (signo, trapno, err, cr2, heip) = (ctx.signo, ctx.trapno, ctx.err, ctx.cr2, ctx.eip);
+            if signo == ringfold_host::timer::KICK_SIGNAL as u32 {
+                return self.kick_exit(heip);
+            }
             self.host_fault(trapno, err, cr2, heip)
         } else {
             self.stats.site_exits += 1;
             let site = ctx.exit_site as usize;
             self.site_exit(site)
         }
+    }
+
+    /// The kick timer interrupted guest code at host EIP `heip`. At a precise point the
+    /// guest EIP becomes that instruction (pending interrupts are then delivered); inside an
+    /// instruction's expansion the guest is resumed exactly where it was and kicked again
+    /// shortly.
+    fn kick_exit(&mut self, heip: u32) -> Result<(), Stop> {
+        self.stats.kicks += 1;
+        match self.tc.boundary(heip) {
+            Some((geip, sc)) => {
+                if sc.in_seq && sc.pushes > 0 {
+                    self.rewind_scratch(sc);
+                }
+                self.m.cpu.eip = geip;
+            }
+            None => {
+                self.stats.raw_resumes += 1;
+                self.resume_raw = Some(heip);
+                if let Some(t) = self.timer.as_mut() {
+                    t.arm(20_000);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn enter(&mut self, host_eip: u32) -> Result<(), Stop> {
@@ -651,6 +748,13 @@ impl Vm {
     /// A fault inside an inline lookup sequence: undo its scratch pushes and interpret the
     /// guest instruction (the interpreter raises the guest's own fault, if any).
     fn rewind_and_interpret(&mut self, sc: crate::translate::Scratch) -> Result<(), Stop> {
+        self.rewind_scratch(sc);
+        let i = self.decode_current();
+        self.m.exec(&i)
+    }
+
+    /// Undoes the scratch pushes of an inline lookup sequence (see `Scratch`).
+    fn rewind_scratch(&mut self, sc: crate::translate::Scratch) {
         let esp = self.m.cpu.gpr[4];
         let guest_esp = esp.wrapping_add(sc.reserve as u32 + 4 * sc.pushes as u32);
         let ss = self.m.cpu.sreg(Sreg::Ss).desc.base;
@@ -665,8 +769,6 @@ impl Vm {
             self.m.cpu.gpr[2] = self.m.read_lin(slot(3), 4).unwrap_or(0);
         }
         self.m.cpu.gpr[4] = guest_esp;
-        let i = self.decode_current();
-        self.m.exec(&i)
     }
 
     /// Decodes the guest instruction at CS:EIP (it was just executing, so it is fetchable).

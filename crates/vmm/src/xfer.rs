@@ -52,6 +52,19 @@ impl<M: Memory> Machine<M> {
             .map_err(|f| Stop::TripleFault { vector: f.vector, eip })
     }
 
+    /// Delivers an external (maskable) interrupt with `vector` at the current EIP.
+    pub fn external_interrupt(&mut self, vector: u8) -> Result<(), Stop> {
+        let saved = self.cpu.clone();
+        let eip = self.cpu.eip;
+        match self.deliver(vector, None, EventKind::External, eip) {
+            Ok(()) => Ok(()),
+            Err(f) => {
+                self.cpu = saved;
+                self.raise(f)
+            }
+        }
+    }
+
     /// Delivers a software interrupt (INT n, INT3, INTO) whose return EIP is `next_eip`.
     pub fn software_interrupt(&mut self, vector: u8, next_eip: u32) -> Result<(), Stop> {
         let saved = self.cpu.clone();

@@ -1,0 +1,63 @@
+//! The VM thread's interval timer: a POSIX timer that sends SIGALRM to the VM thread.
+//! Guest code is never interrupted for the monitor's convenience except through it: the
+//! signal forces an exit from translated code (chained translations never exit on their
+//! own) so that the monitor can deliver pending interrupts.
+
+use std::io;
+
+/// Signal used to kick the VM thread out of guest code.
+pub const KICK_SIGNAL: libc::c_int = libc::SIGALRM;
+
+pub struct Timer {
+    id: libc::timer_t,
+}
+
+impl Timer {
+    /// Creates a timer delivering `KICK_SIGNAL` to the calling thread.
+    pub fn new() -> io::Result<Timer> {
+        // SAFETY: a zeroed sigevent is a valid starting point; gettid has no preconditions.
+        let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
+        sev.sigev_notify = libc::SIGEV_THREAD_ID;
+        sev.sigev_signo = KICK_SIGNAL;
+        // SAFETY: gettid(2) cannot fail.
+        sev.sigev_notify_thread_id = unsafe { libc::gettid() };
+        let mut id: libc::timer_t = std::ptr::null_mut();
+        // SAFETY: valid pointers to a sigevent and a timer_t we own.
+        if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut id) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Timer { id })
+    }
+
+    /// Arms the timer to fire once after `ns` nanoseconds (0 disarms it).
+    pub fn arm(&mut self, ns: u64) {
+        let ts = libc::timespec { tv_sec: (ns / 1_000_000_000) as libc::time_t, tv_nsec: (ns % 1_000_000_000) as libc::c_long };
+        let spec = libc::itimerspec { it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 }, it_value: ts };
+        // SAFETY: our timer id and a valid itimerspec; failure only means EINVAL on bad
+        // values, which cannot happen for these.
+        unsafe { libc::timer_settime(self.id, 0, &spec, std::ptr::null_mut()) };
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        // SAFETY: deleting the timer we created.
+        unsafe { libc::timer_delete(self.id) };
+    }
+}
+
+/// Monotonic host time in nanoseconds.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Sleeps the VM thread for at most `ns` nanoseconds (an idle guest: HLT with IF=1). A
+/// kick signal ends the sleep early.
+pub fn idle(ns: u64) {
+    let ts = libc::timespec { tv_sec: (ns / 1_000_000_000) as libc::time_t, tv_nsec: (ns % 1_000_000_000) as libc::c_long };
+    // SAFETY: valid timespec; EINTR is the expected early wake-up.
+    unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+}
