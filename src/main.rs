@@ -106,9 +106,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
         initrd.iter().map(|d| ringfold_boot::Module::new(d, "initrd")).collect();
     let boot = ringfold_boot::load_multiboot(vm.ram_mut(), &kernel, &a.append, &modules)
         .with_context(|| format!("cannot load {}", kernel_path.display()))?;
-    let tsc_offset = vm.cpu_mut().tsc_offset;
     *vm.cpu_mut() = Cpu::multiboot_entry(boot.entry, boot.eax, boot.ebx);
-    vm.cpu_mut().tsc_offset = tsc_offset;
     if !a.no_seccomp {
         vm.lock_down().context("cannot install the seccomp filter")?;
     }

@@ -19,7 +19,8 @@ pub struct Key {
     pub cs_base: u32,
     pub cs_limit: u32,
     pub cpl: u8,
-    /// FPU availability: bit0 CR0.TS, bit1 CR0.EM, bit2 CR4.OSFXSR, bit3 CR0.MP.
+    /// Mode bits: bit0 CR0.TS, bit1 CR0.EM, bit2 CR4.OSFXSR, bit3 CR0.MP (FPU availability);
+    /// bit4: RDTSC may run natively (guest TSC = host TSC and CR4.TSD does not apply).
     pub fpu: u8,
 }
 
@@ -187,6 +188,9 @@ pub fn classify(i: &Instruction, fpu: u8) -> Class {
     }
     if matches!(i.mnemonic(), M::Wait) && ts && mp {
         return Class::Fpu { sse: false };
+    }
+    if i.mnemonic() == M::Rdtsc && fpu & 0x10 != 0 {
+        return Class::Copy;
     }
     match i.flow_control() {
         FlowControl::Next => {}
@@ -794,6 +798,8 @@ mod tests {
         assert_eq!(classify(&dec(&fadd), 2), Class::Fpu { sse: false }, "EM");
         assert_eq!(classify(&dec(&[0x9B]), 1 | 8), Class::Fpu { sse: false }, "WAIT with TS+MP");
         assert_eq!(classify(&dec(&[0x9B]), 1), Class::Copy, "WAIT with TS only");
+        assert_eq!(classify(&dec(&[0x0F, 0x31]), 4), Class::Emulate, "RDTSC with an offset or TSD");
+        assert_eq!(classify(&dec(&[0x0F, 0x31]), 4 | 0x10), Class::Copy, "RDTSC native");
     }
 
     fn stub(site: u32) -> [u8; 19] {

@@ -250,8 +250,9 @@ impl Vm {
             code_dirty: Vec::new(),
         };
         let mut m = Machine::new(mem, ports);
+        // Guest TSC = host TSC (offset 0) until the guest writes IA32_TSC: RDTSC then runs
+        // natively, and the TSC stays consistent with the PIT and RTC, which follow host time.
         m.clock = ringfold_host::rdtsc;
-        m.cpu.tsc_offset = -(ringfold_host::rdtsc() as i64);
         Ok(Vm {
             m,
             tc: TCache::new(TC_START, TC_SIZE, exit_stub, HOST_CS64),
@@ -292,7 +293,8 @@ impl Vm {
         let fpu = ((c.cr0 & cr0::TS != 0) as u8)
             | (((c.cr0 & cr0::EM != 0) as u8) << 1)
             | (((c.cr4 & cr4::OSFXSR != 0) as u8) << 2)
-            | (((c.cr0 & cr0::MP != 0) as u8) << 3);
+            | (((c.cr0 & cr0::MP != 0) as u8) << 3)
+            | (((c.tsc_offset == 0 && (c.cr4 & cr4::TSD == 0 || c.cpl == 0)) as u8) << 4);
         Key { lin: cs.desc.base.wrapping_add(c.eip), cs_base: cs.desc.base, cs_limit: cs.desc.limit(), cpl: c.cpl, fpu }
     }
 
