@@ -34,6 +34,9 @@
 
 use thiserror::Error;
 
+pub mod linux;
+pub use linux::{default_e820, load_linux, E820Entry, LinuxBoot, LinuxError};
+
 /// Magic value of the Multiboot header inside the kernel image.
 pub const MULTIBOOT_HEADER_MAGIC: u32 = 0x1BAD_B002;
 /// Value of EAX handed to the kernel by a Multiboot-compliant loader.
