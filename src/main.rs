@@ -6,6 +6,7 @@ use ringfold_devices::{DebugConsole, ExitDevice, PortBus, Uart16550};
 use ringfold_vmm::cpu::Cpu;
 use ringfold_vmm::vm::Vm;
 use ringfold_vmm::Stop;
+use ringfold_host::layout::MONITOR_START;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -33,7 +34,8 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Multiboot v1 ELF32 kernel to boot.
+    /// Kernel to boot: a Linux bzImage (32-bit boot protocol >= 2.04) or a Multiboot v1
+    /// ELF32 kernel.
     #[arg(long)]
     kernel: Option<PathBuf>,
     /// Boot one of the project's conformance guests (guests/NAME.S) built with this binary.
@@ -42,7 +44,7 @@ struct RunArgs {
     /// Kernel command line.
     #[arg(long, default_value = "")]
     append: String,
-    /// Initial ramdisk, passed as the first Multiboot module.
+    /// Initial ramdisk (Linux initrd, or the first Multiboot module).
     #[arg(long)]
     initrd: Option<PathBuf>,
     /// Guest RAM in MiB.
@@ -97,16 +99,34 @@ fn run(a: RunArgs) -> Result<ExitCode> {
     ports.set_strict(a.strict_io);
     ports.register(ringfold_devices::DEBUG_CONSOLE_PORT, 1, Box::new(DebugConsole::stdout()))?;
     ports.register(ringfold_devices::EXIT_PORT, ringfold_devices::EXIT_PORT_LEN, Box::new(ExitDevice::new()))?;
-    ports.register(ringfold_devices::COM1_PORT, ringfold_devices::UART_PORT_LEN, Box::new(Uart16550::stdout()))?;
+    let uart = Uart16550::stdout();
+    let uart_irq = uart.irq_line();
+    ports.register(ringfold_devices::COM1_PORT, ringfold_devices::UART_PORT_LEN, Box::new(uart))?;
+    let mut platform = ringfold_vmm::platform::PcPlatform::new(&mut ports, ringfold_host::timer::now_ns)?;
+    platform.connect(4, uart_irq);
     let mut vm = Vm::new(a.mem << 20, ports).context("cannot create the VM")?;
+    vm.platform = Some(Box::new(platform));
     vm.m.mmio
         .register(ringfold_devices::TESTDEV_BASE, 0x1000, Box::new(ringfold_devices::TestDevice::new()))
         .context("cannot register the MMIO test device")?;
-    let modules: Vec<ringfold_boot::Module> =
-        initrd.iter().map(|d| ringfold_boot::Module::new(d, "initrd")).collect();
-    let boot = ringfold_boot::load_multiboot(vm.ram_mut(), &kernel, &a.append, &modules)
-        .with_context(|| format!("cannot load {}", kernel_path.display()))?;
-    *vm.cpu_mut() = Cpu::multiboot_entry(boot.entry, boot.eax, boot.ebx);
+    let is_bzimage = kernel.len() > 0x206 && &kernel[0x202..0x206] == b"HdrS";
+    if is_bzimage {
+        use ringfold_boot::linux;
+        let e820 = linux::default_e820(a.mem << 20);
+        // Linux maps its fixmap and CPU entry area at the top of the address space, where
+        // ringfold's monitor region is; `reservetop` (a standard boot parameter made for
+        // hypervisors) moves them below it.
+        let cmdline = format!("{} reservetop={}M", a.append, (0x1_0000_0000u64 - MONITOR_START as u64) >> 20);
+        let lb = linux::load_linux(vm.ram_mut(), &kernel, cmdline.trim_start(), initrd.as_deref(), &e820)
+            .with_context(|| format!("cannot load {}", kernel_path.display()))?;
+        *vm.cpu_mut() = Cpu::linux_entry(lb.entry, lb.esi, linux::BOOT_GDT_ADDR, linux::BOOT_GDT_LIMIT, linux::BOOT_STACK_TOP);
+    } else {
+        let modules: Vec<ringfold_boot::Module> =
+            initrd.iter().map(|d| ringfold_boot::Module::new(d, "initrd")).collect();
+        let boot = ringfold_boot::load_multiboot(vm.ram_mut(), &kernel, &a.append, &modules)
+            .with_context(|| format!("cannot load {}", kernel_path.display()))?;
+        *vm.cpu_mut() = Cpu::multiboot_entry(boot.entry, boot.eax, boot.ebx);
+    }
     if !a.no_seccomp {
         vm.lock_down().context("cannot install the seccomp filter")?;
     }

@@ -29,6 +29,8 @@ mod bus;
 mod debugcon;
 mod exit;
 mod mmio;
+mod pic;
+mod pit;
 mod sink;
 mod uart;
 
@@ -36,6 +38,12 @@ pub use bus::{DeviceId, IoError, PortBus};
 pub use debugcon::DebugConsole;
 pub use exit::{exit_status, ExitDevice};
 pub use mmio::{MmioBus, MmioDevice, MmioError, TestDevice, TESTDEV_BASE, TESTDEV_ID};
+pub use pic::{
+    PicPair, SharedPic, ELCR_PORT, ELCR_PORT_LEN, PIC_MASTER_PORT, PIC_PORT_LEN, PIC_SLAVE_PORT,
+};
+pub use pit::{
+    ns_to_ticks, ticks_to_ns, Pit, SharedPit, PIT_FREQ_HZ, PIT_PORT, PIT_PORT_LEN, PORT_B,
+};
 pub use sink::{OutputSink, SharedBuffer};
 pub use uart::{IrqLine, Uart16550};
 

@@ -178,6 +178,20 @@ impl Cpu {
         c
     }
 
+    /// The state the Linux 32-bit boot protocol prescribes at the protected-mode entry:
+    /// flat __BOOT_CS (0x10) / __BOOT_DS (0x18) from the loader's GDT, paging off,
+    /// interrupts off, ESI = zero page.
+    pub fn linux_entry(entry: u32, esi: u32, gdt_base: u32, gdt_limit: u16, stack: u32) -> Self {
+        let mut c = Cpu { cr0: cr0::PE | cr0::ET, eip: entry, ..Cpu::default() };
+        c.gpr[6] = esi;
+        c.gpr[4] = stack;
+        let code = SegReg::flat(0x10, ringfold_arch::descriptor::types::CODE_XR, 0);
+        let data = SegReg::flat(0x18, ringfold_arch::descriptor::types::DATA_RW, 0);
+        c.seg = [data, code, data, data, data, data];
+        c.gdtr = TableReg { base: gdt_base, limit: gdt_limit };
+        c
+    }
+
     pub fn iopl(&self) -> u8 {
         eflags::iopl(self.eflags)
     }

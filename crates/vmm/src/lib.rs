@@ -9,6 +9,7 @@ pub mod emulate;
 pub mod fxhash;
 pub mod machine;
 pub mod mmu;
+pub mod platform;
 pub mod seg;
 pub mod translate;
 pub mod vm;

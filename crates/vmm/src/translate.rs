@@ -150,6 +150,8 @@ fn is_fpu_feature(f: CpuidFeature) -> Option<bool> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
     Copy,
+    /// Copied with its F3 prefix removed (REP-prefixed BSF/BSR on a CPU without BMI1/ABM).
+    CopyWithoutRep,
     Jcc,
     Jmp,
     Call,
@@ -172,6 +174,11 @@ pub fn classify(i: &Instruction, fpu: u8) -> Class {
     // VEX/EVEX/XOP encodings (AVX...) are not advertised: #UD via the interpreter.
     if i.encoding() != iced_x86::EncodingKind::Legacy {
         return Class::Emulate;
+    }
+    // Without BMI1/ABM (not advertised), F3 0F BC/BD are BSF/BSR with an ignored REP
+    // prefix; the host has them, so the prefix is dropped to get the guest CPU's meaning.
+    if matches!(i.mnemonic(), M::Tzcnt | M::Lzcnt) {
+        return Class::CopyWithoutRep;
     }
     let feats = i.cpuid_features();
     if feats.iter().any(|f| !feature_allowed(*f)) {
@@ -529,7 +536,7 @@ impl TCache {
         key: Key,
         mut fetch: impl FnMut(u32, &mut [u8]) -> usize,
         max_insns: usize,
-        register: bool,
+        mut register: bool,
     ) -> Result<u32, TranslateError> {
         if self.top + MAX_BLOCK_BYTES + TABLE_BYTES > self.size {
             self.flush();
@@ -565,6 +572,9 @@ impl TCache {
                 stubs.push((code, SiteKind::FetchFault { eip }));
                 code += STUB32;
                 ended = true;
+                // Not cached: the page may become fetchable (a not-present page being
+                // mapped needs no invalidation on hardware), and then the code must run.
+                register = false;
                 break;
             }
             insns.push((code, eip, Scratch::default()));
@@ -577,6 +587,20 @@ impl TCache {
                 Class::Copy => {
                     tc[code..code + len as usize].copy_from_slice(&bytes[..len as usize]);
                     code += len as usize;
+                    eip = next;
+                }
+                Class::CopyWithoutRep => {
+                    let l = len as usize;
+                    let opcode_at = (0..l).find(|&k| bytes[k] == 0x0F).unwrap_or(0);
+                    let drop = (0..opcode_at).find(|&k| bytes[k] == 0xF3).unwrap_or(usize::MAX);
+                    let mut n = 0;
+                    for (k, b) in bytes[..l].iter().enumerate() {
+                        if k != drop {
+                            tc[code + n] = *b;
+                            n += 1;
+                        }
+                    }
+                    code += n;
                     eip = next;
                 }
                 Class::Jcc => {
@@ -799,6 +823,8 @@ mod tests {
         assert_eq!(classify(&dec(&[0x9B]), 1 | 8), Class::Fpu { sse: false }, "WAIT with TS+MP");
         assert_eq!(classify(&dec(&[0x9B]), 1), Class::Copy, "WAIT with TS only");
         assert_eq!(classify(&dec(&[0x0F, 0x31]), 4), Class::Emulate, "RDTSC with an offset or TSD");
+        assert_eq!(classify(&dec(&[0xF3, 0x0F, 0xBC, 0xC9]), 4), Class::CopyWithoutRep, "rep bsf, not tzcnt");
+        assert_eq!(classify(&dec(&[0xF3, 0x0F, 0xBD, 0xC9]), 4), Class::CopyWithoutRep, "rep bsr, not lzcnt");
         assert_eq!(classify(&dec(&[0x0F, 0x31]), 4 | 0x10), Class::Copy, "RDTSC native");
     }
 

@@ -660,7 +660,7 @@ impl Vm {
                     {
                         let flushes = self.tc.stats.flushes;
                         let h = self.translate(to)?;
-                        if self.tc.stats.flushes == flushes {
+                        if self.tc.stats.flushes == flushes && self.tc.lookup(&to) == Some(h) {
                             let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
                             self.tc.fill_table(tc, &to, h);
                         }
@@ -714,8 +714,11 @@ impl Vm {
                 }
                 self.m.cpu.eip = target.eip();
                 let h = self.translate(target)?;
-                // The site may belong to a block flushed by that translation.
-                if self.tc.sites.get(site).is_some_and(|s| matches!(s, SiteKind::Link { patch: p, .. } if *p == patch)) {
+                // The site may belong to a block flushed by that translation, and only a
+                // cached translation may be chained to.
+                if self.tc.lookup(&target) == Some(h)
+                    && self.tc.sites.get(site).is_some_and(|s| matches!(s, SiteKind::Link { patch: p, .. } if *p == patch))
+                {
                     let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
                     self.tc.patch_link(tc, patch, h);
                 }
@@ -904,7 +907,14 @@ impl Vm {
         }
         Err(Stop::Unsupported {
             eip: self.m.cpu.eip,
-            what: format!("`{i}` accesses linear memory ringfold cannot map (host trap {trapno}, address {cr2:#x}); emulated there: MOV MOVZX MOVSX ALU TEST XCHG CMPXCHG STOS MOVS LODS"),
+            what: format!(
+                "`{i}` at CPL{} (SS {:#x} base {:#x} limit {:#x}, ESP {:#x}) accesses linear memory ringfold cannot map natively (host trap {trapno}, address {cr2:#x}); emulated there: MOV MOVZX MOVSX ALU TEST XCHG CMPXCHG PUSH/POP m STOS MOVS LODS",
+                self.m.cpu.cpl,
+                self.m.cpu.sreg(Sreg::Ss).sel,
+                self.m.cpu.sreg(Sreg::Ss).desc.base,
+                self.m.cpu.sreg(Sreg::Ss).desc.limit(),
+                self.m.cpu.gpr[4]
+            ),
         })
     }
 
@@ -963,6 +973,20 @@ impl Vm {
                     }
                     m.cpu.eflags = (m.cpu.eflags & !written) | (flags & written);
                     Ok(())
+                })()
+            }
+            Mnemonic::Push if i.op0_kind() == iced_x86::OpKind::Memory => {
+                let size = i.memory_size().size() as u32;
+                m.read_op(i, 0, size).and_then(|v| m.push(size, v))
+            }
+            Mnemonic::Pop if i.op0_kind() == iced_x86::OpKind::Memory => {
+                // The destination address is computed with ESP already incremented.
+                let size = i.memory_size().size() as u32;
+                (|| {
+                    let v = m.peek(0, size)?;
+                    let old = m.cpu.gpr[4];
+                    m.set_sp(m.sp().wrapping_add(size));
+                    m.write_op(i, 0, size, v).inspect_err(|_| m.cpu.gpr[4] = old)
                 })()
             }
             Mnemonic::Xchg => {
