@@ -63,6 +63,16 @@ pub struct Scratch {
     pub pushes: u8,
 }
 
+/// A chained jump into a block: where its rel32 is and what it links to.
+#[derive(Clone, Copy, Debug)]
+struct Incoming {
+    pos: usize,
+    target: Key,
+    branch_eip: u32,
+    undo_push: bool,
+    from_block: usize,
+}
+
 /// A translated block.
 #[derive(Clone, Debug)]
 pub struct Block {
@@ -103,6 +113,8 @@ pub struct TCache {
     pages: HashMap<u32, Vec<usize>>,
     /// Lookup table (TC offset) per context (CS base, CS limit, CPL, FPU mode).
     tables: HashMap<(u32, u32, u8, u8), usize>,
+    /// Chained jumps into each block (by TC start offset).
+    incoming: HashMap<usize, Vec<Incoming>>,
     pub stats: TcStats,
     exit_stub: fn(u32) -> [u8; 19],
     /// 32-bit code selector of the host's 64-bit code (far-jump target selector).
@@ -371,6 +383,7 @@ impl TCache {
             sites: Vec::new(),
             pages: HashMap::default(),
             tables: HashMap::default(),
+            incoming: HashMap::default(),
             stats: TcStats::default(),
             exit_stub,
             host_cs64,
@@ -386,6 +399,7 @@ impl TCache {
         self.sites.clear();
         self.pages.clear();
         self.tables.clear();
+        self.incoming.clear();
         self.stats.flushes += 1;
     }
 
@@ -481,25 +495,55 @@ impl TCache {
             if self.map.get(&b.key) == Some(&b.start) {
                 self.map.remove(&b.key);
             }
-            if self.top + STUB64 + 16 > self.size {
-                // No room for a stub: the caller flushes everything instead.
+            let incoming = self.incoming.remove(&b.start).unwrap_or_default();
+            let need = STUB64 + 16 + incoming.len() * (STUB32 + STUB64);
+            if self.top + need > self.size {
+                // No room for stubs: the caller flushes everything instead.
                 self.flush();
                 return n + 1;
             }
             let stub_at = self.top;
             self.top += STUB64 + 5;
             self.emit_exit(tc, b.start, stub_at, SiteKind::Dispatch { key: b.key });
+            // Chained jumps into the dead block go back to link stubs, so that they are
+            // re-chained to the new translation on first use instead of exiting forever.
+            for l in incoming {
+                if !self.blocks[l.from_block].live {
+                    continue;
+                }
+                let at = self.top;
+                self.top += STUB32 + STUB64;
+                self.emit_exit(tc, at, at + STUB32, SiteKind::Link {
+                    target: l.target,
+                    branch_eip: l.branch_eip,
+                    patch: l.pos,
+                    undo_push: l.undo_push,
+                });
+                let rel = (self.host_base + at as u32).wrapping_sub(self.host_base + l.pos as u32 + 4);
+                tc[l.pos..l.pos + 4].copy_from_slice(&rel.to_le_bytes());
+            }
             n += 1;
         }
         self.stats.invalidations += n as u64;
         n
     }
 
-    /// Patches a link site's rel32 at TC offset `patch` to jump to `target_host`.
-    pub fn patch_link(&mut self, tc: &mut [u8], patch: usize, target_host: u32) {
+    /// The block whose code contains TC offset `off`.
+    fn block_at(&self, off: usize) -> Option<usize> {
+        let (_, &bi) = self.by_start.range(..=off).next_back()?;
+        (off < self.blocks[bi].end).then_some(bi)
+    }
+
+    /// Patches a link site's rel32 at TC offset `patch` to jump to `target_host` (the
+    /// cached translation of `target`), remembering the chain for invalidation.
+    pub fn patch_link(&mut self, tc: &mut [u8], patch: usize, target_host: u32, target: Key, branch_eip: u32, undo_push: bool) {
         let rel = target_host.wrapping_sub(self.host_base + patch as u32 + 4);
         tc[patch..patch + 4].copy_from_slice(&rel.to_le_bytes());
         self.stats.links += 1;
+        if let Some(from_block) = self.block_at(patch) {
+            let t = (target_host - self.host_base) as usize;
+            self.incoming.entry(t).or_default().push(Incoming { pos: patch, target, branch_eip, undo_push, from_block });
+        }
     }
 
     /// Translates the block at `key`, writing into `tc` (the writable view of the cache).
@@ -683,9 +727,13 @@ impl TCache {
             tail += STUB64;
         }
         // Links: a direct jump when the target exists, else a link stub.
+        let mut direct = Vec::new();
         for (pos, target, branch_eip, call) in rel_links {
             let dest = match (self.lookup(&target), target == key && register) {
-                (Some(h), _) => h,
+                (Some(h), _) => {
+                    direct.push((pos, h, target, branch_eip, call));
+                    h
+                }
                 (None, true) => self.host_base + start as u32,
                 (None, false) => {
                     let at = tail;
@@ -704,6 +752,10 @@ impl TCache {
         self.stats.blocks += 1;
         self.stats.guest_insns += insns.len() as u64;
         let block_index = self.blocks.len();
+        for (pos, h, target, branch_eip, undo_push) in direct {
+            let t = (h - self.host_base) as usize;
+            self.incoming.entry(t).or_default().push(Incoming { pos, target, branch_eip, undo_push, from_block: block_index });
+        }
         if !register {
             self.blocks.push(Block { key, start, end, lin_end, insns, live: false });
             self.by_start.insert(start, block_index);
@@ -866,7 +918,7 @@ mod tests {
         // Translating the target and patching chains directly.
         let k2 = Key { lin: 0x200, ..key };
         let h2 = t.translate(&mut tc, k2, fetch(&guest)).unwrap();
-        t.patch_link(&mut tc, off + 8, h2);
+        t.patch_link(&mut tc, off + 8, h2, k2, 0x102, true);
         let rel = u32::from_le_bytes(tc[off + 8..off + 12].try_into().unwrap());
         assert_eq!((h + 12).wrapping_add(rel), h2);
         // Invalidating the page turns both entries into dispatch exits.

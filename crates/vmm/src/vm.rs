@@ -228,6 +228,8 @@ pub struct Vm {
     /// Re-enter at this host EIP without translation: a kick interrupted guest code where
     /// its state is not precise.
     resume_raw: Option<u32>,
+    /// The deadline the kick timer is armed for.
+    armed: Option<u64>,
 }
 
 const ARITH: u32 = eflags::CF | eflags::PF | eflags::AF | eflags::ZF | eflags::SF | eflags::DF | eflags::OF;
@@ -266,6 +268,7 @@ impl Vm {
             platform: None,
             timer: None,
             resume_raw: None,
+            armed: None,
         })
     }
 
@@ -523,8 +526,13 @@ impl Vm {
                 what: format!("cannot create the VM timer: {e}"),
             })?);
         }
+        // Re-arm only when the deadline moved or the armed one has passed (one syscall per
+        // timer event, not per monitor entry).
         if let (Some(t), Some(d)) = (self.timer.as_mut(), deadline) {
-            t.arm(d.saturating_sub(ringfold_host::timer::now_ns()).max(1_000));
+            if self.armed != Some(d) || now >= d {
+                t.arm(d.saturating_sub(now).max(1_000));
+                self.armed = Some(d);
+            }
         }
         Ok(())
     }
@@ -594,6 +602,7 @@ impl Vm {
                 self.resume_raw = Some(heip);
                 if let Some(t) = self.timer.as_mut() {
                     t.arm(20_000);
+                    self.armed = None;
                 }
             }
         }
@@ -701,7 +710,16 @@ impl Vm {
                 }
             }
             SiteKind::Dispatch { key } => {
+                // An invalidated block was entered (through a lookup-table entry or a
+                // chain): translate it afresh and repair the table entry, so that returns
+                // and indirect jumps to it do not keep exiting here.
                 self.m.cpu.eip = key.eip();
+                let flushes = self.tc.stats.flushes;
+                let h = self.translate(key)?;
+                if self.tc.stats.flushes == flushes && self.tc.lookup(&key) == Some(h) {
+                    let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+                    self.tc.fill_table(tc, &key, h);
+                }
                 Ok(())
             }
             SiteKind::Link { target, branch_eip, patch, undo_push } => {
@@ -720,7 +738,7 @@ impl Vm {
                     && self.tc.sites.get(site).is_some_and(|s| matches!(s, SiteKind::Link { patch: p, .. } if *p == patch))
                 {
                     let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
-                    self.tc.patch_link(tc, patch, h);
+                    self.tc.patch_link(tc, patch, h, target, branch_eip, undo_push);
                 }
                 Ok(())
             }
