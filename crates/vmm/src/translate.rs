@@ -22,9 +22,21 @@ pub struct Key {
     /// Mode bits: bit0 CR0.TS, bit1 CR0.EM, bit2 CR4.OSFXSR, bit3 CR0.MP (FPU availability);
     /// bit4: RDTSC may run natively (guest TSC = host TSC and CR4.TSD does not apply).
     pub fpu: u8,
+    /// FS and GS bases to fold into FS:/GS:-prefixed memory operands (see `fold_segment`),
+    /// when the segment and DS allow it (`None` otherwise).
+    pub fs_fold: Option<u32>,
+    pub gs_fold: Option<u32>,
 }
 
+/// Everything in a key but the address: translations of one context may jump to each
+/// other through the inline lookup tables.
+pub type Context = (u32, u32, u8, u8, Option<u32>, Option<u32>);
+
 impl Key {
+    pub fn context(&self) -> Context {
+        (self.cs_base, self.cs_limit, self.cpl, self.fpu, self.fs_fold, self.gs_fold)
+    }
+
     pub fn eip(&self) -> u32 {
         self.lin.wrapping_sub(self.cs_base)
     }
@@ -111,8 +123,8 @@ pub struct TCache {
     pub sites: Vec<SiteKind>,
     /// Guest page -> blocks translated from it.
     pages: HashMap<u32, Vec<usize>>,
-    /// Lookup table (TC offset) per context (CS base, CS limit, CPL, FPU mode).
-    tables: HashMap<(u32, u32, u8, u8), usize>,
+    /// Lookup table (TC offset) per translation context (`Key::context`).
+    tables: HashMap<Context, usize>,
     /// Chained jumps into each block (by TC start offset).
     incoming: HashMap<usize, Vec<Incoming>>,
     pub stats: TcStats,
@@ -134,7 +146,7 @@ const MAX_INSNS: usize = 64;
 /// Worst case bytes one block needs (instructions, links, stubs).
 const MAX_BLOCK_BYTES: usize = MAX_INSNS * (16 + 40) + 512;
 const STUB32: usize = 7;
-const TABLE_ENTRIES: usize = 65536;
+const TABLE_ENTRIES: usize = 8192;
 const TABLE_BYTES: usize = TABLE_ENTRIES * 8;
 const STUB64: usize = 19;
 
@@ -267,6 +279,31 @@ pub fn classify(i: &Instruction, fpu: u8) -> Class {
     Class::Copy
 }
 
+/// Guest TLS (glibc keeps thread variables at negative offsets from the GS base) makes
+/// `gs:[x]` wrap around 4 GiB, which a shadow segment truncated below the monitor region
+/// cannot express, so every such access would trap. When FS/GS is a 4 GiB data segment with
+/// base B and DS is flat (base 0, 4 GiB), `fs/gs:[base + index*scale + disp]` addresses
+/// exactly the linear address `ds:[base + index*scale + (disp + B)]` (32-bit address
+/// arithmetic wraps the same way), so the instruction is re-encoded that way. The key holds
+/// B, so a different base (another thread) gets its own translation.
+fn fold_segment(i: &Instruction, key: &Key) -> Option<Vec<u8>> {
+    let base = match i.segment_prefix() {
+        Register::FS => key.fs_fold?,
+        Register::GS => key.gs_fold?,
+        _ => return None,
+    };
+    if !(0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Memory) || i.memory_base().size() == 2 || i.memory_displ_size() == 2 {
+        return None;
+    }
+    let mut j = *i;
+    j.set_segment_prefix(Register::DS);
+    j.set_memory_displacement32(i.memory_displacement32().wrapping_add(base));
+    j.set_memory_displ_size(4);
+    let mut enc = iced_x86::Encoder::new(32);
+    enc.encode(&j, i.ip()).ok()?;
+    Some(enc.take_buffer())
+}
+
 /// Emits the inline lookup sequence for RET / JMP r/m32 / CALL r/m32 at `tc[at..]`.
 /// It does not touch EFLAGS (POPFD is slow and a table compare needs no flags):
 ///
@@ -275,9 +312,9 @@ pub fn classify(i: &Instruction, fpu: u8) -> Class {
 ///   push %eax; push %ecx; push %edx   scratch below the guest's ESP (i386 code has no red zone)
 ///   mov <target>, %eax             the guest's return slot or branch operand (ESP-relative
 ///                                  displacements adjusted by the scratch)
-///   movzx %ax,%ecx                 index = target & 0xFFFF
-///   mov %cs:T+4(,%ecx,8),%edx      candidate host address
-///   mov %cs:T(,%ecx,8),%ecx        -(guest EIP) stored in the entry
+///   lea 0(,%eax,8),%ecx; movzx %cx,%ecx   entry offset = (target & 0x1FFF) * 8
+///   mov %cs:T+4(%ecx),%edx         candidate host address
+///   mov %cs:T(%ecx),%ecx           -(guest EIP) stored in the entry
 ///   lea (%ecx,%eax),%ecx; jecxz hit   zero iff the entry is for this target
 ///   pop %edx; pop %ecx; pop %eax; [lea R(%esp),%esp]; ljmp -> interpret, then fill T
 /// hit:
@@ -339,11 +376,12 @@ fn emit_lookup(
         let _ = enc.encode(&m, 0).expect("mov encodes");
         put(tc, &mut c, &enc.take_buffer());
     }
-    put(tc, &mut c, &[0x0F, 0xB7, 0xC8]); // movzx %ax,%ecx
-    put(tc, &mut c, &[0x2E, 0x8B, 0x14, 0xCD]);
-    put(tc, &mut c, &(table + 4).to_le_bytes()); // mov %cs:T+4(,%ecx,8),%edx
-    put(tc, &mut c, &[0x2E, 0x8B, 0x0C, 0xCD]);
-    put(tc, &mut c, &table.to_le_bytes()); // mov %cs:T(,%ecx,8),%ecx
+    put(tc, &mut c, &[0x8D, 0x0C, 0xC5, 0, 0, 0, 0]); // lea 0(,%eax,8),%ecx
+    put(tc, &mut c, &[0x0F, 0xB7, 0xC9]); // movzx %cx,%ecx: (EIP & 0x1FFF) * 8, flags untouched
+    put(tc, &mut c, &[0x2E, 0x8B, 0x91]);
+    put(tc, &mut c, &(table + 4).to_le_bytes()); // mov %cs:T+4(%ecx),%edx
+    put(tc, &mut c, &[0x2E, 0x8B, 0x89]);
+    put(tc, &mut c, &table.to_le_bytes()); // mov %cs:T(%ecx),%ecx
     put(tc, &mut c, &[0x8D, 0x0C, 0x01]); // lea (%ecx,%eax),%ecx
     let jecxz = c;
     put(tc, &mut c, &[0xE3, 0x00]);
@@ -442,9 +480,9 @@ impl TCache {
     }
 
     /// The return/indirect-branch lookup table of a translation context (allocated on
-    /// first use): 65536 entries of (-guest EIP, host address), indexed by EIP & 0xFFFF.
+    /// first use): 8192 entries of (-guest EIP, host address), indexed by EIP & 0x1FFF.
     fn table_for(&mut self, tc: &mut [u8], key: &Key) -> usize {
-        let ctx = (key.cs_base, key.cs_limit, key.cpl, key.fpu);
+        let ctx = key.context();
         if let Some(&t) = self.tables.get(&ctx) {
             return t;
         }
@@ -462,7 +500,7 @@ impl TCache {
     /// Records that guest EIP `eip` of context `key` is translated at `host` in the lookup
     /// table used by that context's inline RET/JMP/CALL sequences.
     pub fn fill_table(&mut self, tc: &mut [u8], key: &Key, host: u32) {
-        let ctx = (key.cs_base, key.cs_limit, key.cpl, key.fpu);
+        let ctx = key.context();
         if let Some(&t) = self.tables.get(&ctx) {
             let e = t + (key.eip() as usize & (TABLE_ENTRIES - 1)) * 8;
             tc[e..e + 4].copy_from_slice(&key.eip().wrapping_neg().to_le_bytes());
@@ -629,8 +667,16 @@ impl TCache {
             }
             match classify(&i, key.fpu) {
                 Class::Copy => {
-                    tc[code..code + len as usize].copy_from_slice(&bytes[..len as usize]);
-                    code += len as usize;
+                    match fold_segment(&i, &key) {
+                        Some(folded) => {
+                            tc[code..code + folded.len()].copy_from_slice(&folded);
+                            code += folded.len();
+                        }
+                        None => {
+                            tc[code..code + len as usize].copy_from_slice(&bytes[..len as usize]);
+                            code += len as usize;
+                        }
+                    }
                     eip = next;
                 }
                 Class::CopyWithoutRep => {
@@ -835,7 +881,7 @@ mod tests {
         let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
         let mut guest = vec![0x90u8; 0x1000];
         guest[0x100..0x104].copy_from_slice(&[0xFF, 0x54, 0x24, 0x08]); // call *8(%esp)
-        let key = Key { lin: 0x100, cs_base: 0, cs_limit: 0xFFFF_FFFF, cpl: 3, fpu: 4 };
+        let key = Key { lin: 0x100, cs_base: 0, cs_limit: 0xFFFF_FFFF, cpl: 3, fpu: 4, fs_fold: None, gs_fold: None };
         let h = t.translate(&mut tc, key, |lin, b| {
             for (k, x) in b.iter_mut().enumerate() {
                 *x = *guest.get(lin as usize + k).unwrap_or(&0xFF);
@@ -844,18 +890,41 @@ mod tests {
         }).unwrap();
         let off = (h - 0x1000_0000) as usize;
         let mut d = Decoder::with_ip(32, &tc[off..off + 80], h as u64, DecoderOptions::NONE);
-        let text: Vec<String> = (0..12).map(|_| format!("{}", d.decode())).collect();
+        let text: Vec<String> = (0..13).map(|_| format!("{}", d.decode())).collect();
         assert_eq!(text[0], "lea esp,[esp-8]");
         assert_eq!(&text[1..4], &["push eax", "push ecx", "push edx"]);
         assert_eq!(text[4], "mov eax,[esp+1Ch]", "8 + 8 reserve + 12 scratch");
-        assert_eq!(text[5], "movzx ecx,ax");
-        assert!(text[6].starts_with("mov edx,cs:["), "{}", text[6]);
-        assert_eq!(text[8], "lea ecx,[ecx+eax]");
-        assert!(text[9].starts_with("jecxz"), "{}", text[9]);
+        assert_eq!(text[5], "lea ecx,[eax*8]");
+        assert_eq!(text[6], "movzx ecx,cx");
+        assert!(text[7].starts_with("mov edx,cs:[ecx+"), "{}", text[7]);
+        assert_eq!(text[9], "lea ecx,[ecx+eax]");
+        assert!(text[10].starts_with("jecxz"), "{}", text[10]);
         let b = &t.blocks[0];
         let depths: Vec<u8> = b.insns.iter().filter(|x| x.2.in_seq).map(|x| x.2.pushes).collect();
         assert_eq!(depths, vec![0, 1, 2, 3, 3]);
         assert!(b.insns.iter().all(|x| x.1 == 0x100));
+    }
+
+    #[test]
+    fn tls_operands_fold_into_ds() {
+        let key = Key { lin: 0, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, fs_fold: None, gs_fold: Some(0x0810_0000) };
+        // mov eax, gs:[0xFFFFFFEC]  ->  mov eax, ds:[0x080FFFEC]
+        let i = Decoder::with_ip(32, &[0x65, 0xA1, 0xEC, 0xFF, 0xFF, 0xFF], 0x1000, DecoderOptions::NONE).decode();
+        let out = fold_segment(&i, &key).unwrap();
+        let j = Decoder::with_ip(32, &out, 0x1000, DecoderOptions::NONE).decode();
+        assert_eq!(format!("{j}"), "mov eax,[80FFFECh]");
+        // push dword ptr gs:[eax-4]  ->  push dword ptr ds:[eax+80FFFFCh]
+        let i = Decoder::with_ip(32, &[0x65, 0xFF, 0x70, 0xFC], 0x1000, DecoderOptions::NONE).decode();
+        let j = Decoder::with_ip(32, &fold_segment(&i, &key).unwrap(), 0x1000, DecoderOptions::NONE).decode();
+        assert_eq!(format!("{j}"), "push dword ptr [eax+80FFFFCh]");
+        // EBP-based: the default would be SS, so DS must be explicit.
+        let i = Decoder::with_ip(32, &[0x65, 0x8B, 0x45, 0x08], 0x1000, DecoderOptions::NONE).decode();
+        let j = Decoder::with_ip(32, &fold_segment(&i, &key).unwrap(), 0x1000, DecoderOptions::NONE).decode();
+        assert_eq!(format!("{j}"), "mov eax,ds:[ebp+8100008h]");
+        // No fold without a foldable base, or for other segments.
+        assert!(fold_segment(&i, &Key { gs_fold: None, ..key }).is_none());
+        let i = Decoder::with_ip(32, &[0x64, 0xA1, 0, 0, 0, 0], 0x1000, DecoderOptions::NONE).decode();
+        assert!(fold_segment(&i, &key).is_none());
     }
 
     #[test]
@@ -894,7 +963,7 @@ mod tests {
         let mut guest = vec![0x90u8; 0x1000];
         guest[0x100..0x107].copy_from_slice(&[0x01, 0xC8, 0xE8, 0xF9, 0x00, 0x00, 0x00]);
         guest[0x200..0x202].copy_from_slice(&[0x0F, 0x0B]); // ud2
-        let key = Key { lin: 0x100, cs_base: 0, cs_limit: 0xFFFF_FFFF, cpl: 0, fpu: 4 };
+        let key = Key { lin: 0x100, cs_base: 0, cs_limit: 0xFFFF_FFFF, cpl: 0, fpu: 4, fs_fold: None, gs_fold: None };
         fn fetch(g: &[u8]) -> impl FnMut(u32, &mut [u8]) -> usize + '_ {
             move |lin: u32, b: &mut [u8]| {
                 for (k, x) in b.iter_mut().enumerate() {
@@ -936,7 +1005,7 @@ mod tests {
             b.len()
         };
         // The block at 0xFFE stops at the page end; the one at 0x1000 is beyond the limit.
-        let key = Key { lin: 0x0FFE, cs_base: 0, cs_limit: 0x0FFF, cpl: 3, fpu: 4 };
+        let key = Key { lin: 0x0FFE, cs_base: 0, cs_limit: 0x0FFF, cpl: 3, fpu: 4, fs_fold: None, gs_fold: None };
         t.translate(&mut tc, key, nops).unwrap();
         assert!(!t.sites.iter().any(|s| matches!(s, SiteKind::FetchFault { .. })));
         t.translate(&mut tc, Key { lin: 0x1000, ..key }, nops).unwrap();

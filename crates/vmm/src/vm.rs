@@ -298,7 +298,23 @@ impl Vm {
             | (((c.cr4 & cr4::OSFXSR != 0) as u8) << 2)
             | (((c.cr0 & cr0::MP != 0) as u8) << 3)
             | (((c.tsc_offset == 0 && (c.cr4 & cr4::TSD == 0 || c.cpl == 0)) as u8) << 4);
-        Key { lin: cs.desc.base.wrapping_add(c.eip), cs_base: cs.desc.base, cs_limit: cs.desc.limit(), cpl: c.cpl, fpu }
+        // The GS base can be folded into memory operands when DS is flat and GS is a
+        // 4 GiB writable expand-up data segment (see translate::fold_segment).
+        let flat4g = |r: &SegReg| r.valid && r.desc.is_data() && r.desc.writable() && !r.desc.expand_down() && r.desc.limit() == u32::MAX;
+        let ds = c.sreg(Sreg::Ds);
+        let ds_flat = flat4g(ds) && ds.desc.base == 0;
+        let fold = |s: Sreg| (ds_flat && flat4g(c.sreg(s))).then_some(c.sreg(s).desc.base);
+        Key {
+            lin: cs.desc.base.wrapping_add(c.eip),
+            cs_base: cs.desc.base,
+            cs_limit: cs.desc.limit(),
+            cpl: c.cpl,
+            fpu,
+            // Only user-mode GS (i386 TLS, negative offsets) needs folding; keying kernel
+            // translations on the user's TLS base would duplicate them per process.
+            fs_fold: None,
+            gs_fold: if c.cpl == 3 { fold(Sreg::Gs) } else { None },
+        }
     }
 
     /// Applies what happened since the last entry: translation changes (MOV CR3, INVLPG,
@@ -664,7 +680,7 @@ impl Vm {
                     // Miss path of an inline lookup: enter the target in the table, if the
                     // branch stayed in the same context and did not fault.
                     let to = self.key();
-                    if (to.cs_base, to.cs_limit, to.cpl, to.fpu) == (from.cs_base, from.cs_limit, from.cpl, from.fpu)
+                    if to.context() == from.context()
                         && self.m.cpu.eip != i.ip32()
                     {
                         let flushes = self.tc.stats.flushes;
