@@ -74,6 +74,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads the terminal (or whatever stdin is) and queues bytes for the guest's UART.
+/// Ctrl-A x queues `None` (quit); Ctrl-A Ctrl-A sends one Ctrl-A.
+fn console_reader(queue: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Option<u8>>>>) {
+    use std::io::Read;
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = [0u8; 256];
+    let mut escape = false;
+    loop {
+        let n = match stdin.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut q = match queue.lock() {
+            Ok(q) => q,
+            Err(_) => return,
+        };
+        for &b in &buf[..n] {
+            match (escape, b) {
+                (false, 0x01) => escape = true,
+                (true, b'x') => q.push_back(None),
+                (true, b) => {
+                    escape = false;
+                    q.push_back(Some(b));
+                }
+                (false, b) => q.push_back(Some(b)),
+            }
+            if b != 0x01 {
+                escape = false;
+            }
+        }
+    }
+}
+
 /// Path of a conformance guest assembled by build.rs for this build.
 fn built_in_guest(name: &str) -> Result<PathBuf> {
     let dir = PathBuf::from(env!("RINGFOLD_GUESTS_DIR"));
@@ -101,7 +134,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
     ports.register(ringfold_devices::EXIT_PORT, ringfold_devices::EXIT_PORT_LEN, Box::new(ExitDevice::new()))?;
     let uart = Uart16550::stdout();
     let uart_irq = uart.irq_line();
-    ports.register(ringfold_devices::COM1_PORT, ringfold_devices::UART_PORT_LEN, Box::new(uart))?;
+    let uart_id = ports.register(ringfold_devices::COM1_PORT, ringfold_devices::UART_PORT_LEN, Box::new(uart))?;
     let mut platform = ringfold_vmm::platform::PcPlatform::new(&mut ports, ringfold_host::timer::now_ns)?;
     platform.connect(4, uart_irq);
     let mut vm = Vm::new(a.mem << 20, ports).context("cannot create the VM")?;
@@ -130,7 +163,13 @@ fn run(a: RunArgs) -> Result<ExitCode> {
     if !a.no_seccomp {
         vm.lock_down().context("cannot install the seccomp filter")?;
     }
+    // Interactive console: keys go to the guest's serial port; Ctrl-A x quits (as in QEMU).
+    let _raw = ringfold_host::terminal::RawMode::enable();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    vm.input = Some((queue.clone(), uart_id));
+    std::thread::spawn(move || console_reader(queue));
     let stop = vm.run();
+    drop(_raw);
     if a.stats {
         eprintln!("ringfold: stats: {:?} {:?}", vm.stats, vm.tc_stats());
     }
@@ -142,6 +181,7 @@ fn run(a: RunArgs) -> Result<ExitCode> {
                 Stop::TripleFault { .. } => status::TRIPLE_FAULT,
                 Stop::HaltedForever(_) => status::HALTED,
                 Stop::Io { .. } => status::IO,
+                Stop::UserQuit => 0,
                 _ => status::UNSUPPORTED,
             })
         }

@@ -11,6 +11,7 @@ pub mod ldt;
 pub mod mem;
 pub mod seccomp;
 mod signals;
+pub mod terminal;
 pub mod timer;
 mod tramp;
 

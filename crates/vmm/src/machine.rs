@@ -142,6 +142,8 @@ pub enum Stop {
     Unsupported { eip: u32, what: String },
     #[error("port I/O error at EIP {eip:#010x}: {what}")]
     Io { eip: u32, what: String },
+    #[error("terminated by the user (Ctrl-A x)")]
+    UserQuit,
 }
 
 pub struct Machine<M: Memory> {

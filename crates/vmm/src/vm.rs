@@ -230,6 +230,9 @@ pub struct Vm {
     resume_raw: Option<u32>,
     /// The deadline the kick timer is armed for.
     armed: Option<u64>,
+    /// Console input (from a reader thread) for the UART registered as `input_uart`; a
+    /// `None` byte in the queue means the user asked to quit (Ctrl-A x).
+    pub input: Option<(std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Option<u8>>>>, ringfold_devices::DeviceId)>,
 }
 
 const ARITH: u32 = eflags::CF | eflags::PF | eflags::AF | eflags::ZF | eflags::SF | eflags::DF | eflags::OF;
@@ -269,6 +272,7 @@ impl Vm {
             timer: None,
             resume_raw: None,
             armed: None,
+            input: None,
         })
     }
 
@@ -507,6 +511,18 @@ impl Vm {
     /// Delivers a pending external interrupt if the guest can take it now, idles a halted
     /// guest until the next event, and keeps the kick timer armed for the next deadline.
     fn service_interrupts(&mut self) -> Result<(), Stop> {
+        if let Some((q, id)) = &self.input {
+            let bytes: Vec<Option<u8>> = q.lock().map(|mut q| q.drain(..).collect()).unwrap_or_default();
+            if bytes.contains(&None) {
+                return Err(Stop::UserQuit);
+            }
+            if !bytes.is_empty() {
+                let data: Vec<u8> = bytes.into_iter().flatten().collect();
+                if let Some(u) = self.m.ports.device_mut::<ringfold_devices::Uart16550>(*id) {
+                    u.enqueue_input(&data);
+                }
+            }
+        }
         let Some(p) = self.platform.as_mut() else {
             if self.m.cpu.halted {
                 // No interrupt sources: a halted CPU never wakes.
