@@ -35,7 +35,8 @@ enum Cmd {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Kernel to boot: a Linux bzImage (32-bit boot protocol >= 2.04) or a Multiboot v1
-    /// ELF32 kernel.
+    /// ELF32 kernel. Without --kernel/--guest: the default Debian i386 guest (fetched by
+    /// scripts/fetch-debian-guest.sh on first use) with an interactive busybox shell.
     #[arg(long)]
     kernel: Option<PathBuf>,
     /// Boot one of the project's conformance guests (guests/NAME.S) built with this binary.
@@ -117,14 +118,45 @@ fn built_in_guest(name: &str) -> Result<PathBuf> {
     Ok(dir.join(format!("{name}.elf")))
 }
 
-fn run(a: RunArgs) -> Result<ExitCode> {
+/// The default Linux guest (cache/guest in the source tree), fetched by
+/// scripts/fetch-debian-guest.sh if it is not there yet.
+fn default_guest() -> Result<(PathBuf, PathBuf)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("cache/guest");
+    let (kernel, initrd) = (dir.join("vmlinuz-686"), dir.join("initramfs.cpio.gz"));
+    if !(kernel.exists() && initrd.exists()) {
+        eprintln!("ringfold: no guest given; fetching the default Debian i386 guest into {}", dir.display());
+        let script = root.join("scripts/fetch-debian-guest.sh");
+        let st = std::process::Command::new("bash").arg(&script).arg(&dir).status()
+            .with_context(|| format!("cannot run {}", script.display()))?;
+        if !st.success() || !kernel.exists() {
+            bail!("the default guest could not be built ({} failed); pass --kernel FILE instead", script.display());
+        }
+    }
+    Ok((kernel, initrd))
+}
+
+fn run(mut a: RunArgs) -> Result<ExitCode> {
+    let mut default_initrd = None;
     let kernel_path = match (a.kernel, &a.guest) {
         (Some(k), _) => k,
         (None, Some(name)) => built_in_guest(name)?,
-        (None, None) => bail!("no guest given: pass --kernel FILE (a Multiboot v1 ELF32 kernel) or --guest NAME"),
+        (None, None) => {
+            // The default guest: Debian's 686 kernel with the busybox initramfs, built by
+            // the recipe script on first use.
+            let (kernel, initrd) = default_guest()?;
+            if a.initrd.is_none() {
+                default_initrd = Some(initrd);
+            }
+            if a.append.is_empty() {
+                a.append = "console=ttyS0 quiet".into();
+            }
+            kernel
+        }
     };
+    let initrd_path = a.initrd.clone().or(default_initrd);
     let kernel = std::fs::read(&kernel_path).with_context(|| format!("cannot read kernel {}", kernel_path.display()))?;
-    let initrd = match &a.initrd {
+    let initrd = match &initrd_path {
         Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read initrd {}", p.display()))?),
         None => None,
     };
