@@ -147,6 +147,11 @@ const MAX_INSNS: usize = 64;
 const MAX_BLOCK_BYTES: usize = MAX_INSNS * (16 + 40) + 512;
 const STUB32: usize = 7;
 const TABLE_ENTRIES: usize = 8192;
+/// The first bytes of the cache hold data the translations read through CS: the guest's
+/// segment selectors (ES CS SS DS FS GS as zero-extended dwords), kept current by the
+/// monitor before every entry (all segment loads happen in the monitor).
+pub const SELECTOR_MIRROR: usize = 0;
+const DATA_BYTES: usize = 64;
 const TABLE_BYTES: usize = TABLE_ENTRIES * 8;
 const STUB64: usize = 19;
 
@@ -182,6 +187,8 @@ pub enum Class {
     LoopLike,
     Emulate,
     Fpu { sse: bool },
+    /// PUSH Sreg (32-bit) / MOV r32, Sreg: read the selector from the mirror.
+    SregRead,
     /// Near RET / RET imm16 (32-bit operand size): inline table lookup.
     Ret,
     /// Near JMP/CALL through a 32-bit register or memory operand: inline table lookup.
@@ -258,6 +265,12 @@ pub fn classify(i: &Instruction, fpu: u8) -> Class {
     );
     if sensitive {
         return Class::Emulate;
+    }
+    use iced_x86::Code as C;
+    if matches!(i.code(), C::Pushd_ES | C::Pushd_CS | C::Pushd_SS | C::Pushd_DS | C::Pushd_FS | C::Pushd_GS)
+        || (i.code() == C::Mov_r32m16_Sreg && i.op0_kind() == OpKind::Register)
+    {
+        return Class::SregRead;
     }
     for n in 0..i.op_count() {
         if i.op_kind(n) == OpKind::Register {
@@ -414,7 +427,7 @@ impl TCache {
         TCache {
             host_base,
             size,
-            top: 0,
+            top: DATA_BYTES,
             map: HashMap::default(),
             blocks: Vec::new(),
             by_start: BTreeMap::new(),
@@ -430,7 +443,7 @@ impl TCache {
 
     /// Drops every translation (TC full, or a global change).
     pub fn flush(&mut self) {
-        self.top = 0;
+        self.top = DATA_BYTES;
         self.map.clear();
         self.blocks.clear();
         self.by_start.clear();
@@ -745,6 +758,36 @@ impl TCache {
                     code += STUB32;
                     ended = true;
                 }
+                Class::SregRead => {
+                    // push dword ptr cs:[mirror + 4*sreg]  /  movzx r32, word ptr cs:[mirror + 4*sreg]
+                    let (sreg, dst) = if i.mnemonic() == Mnemonic::Push {
+                        (i.op0_register(), None)
+                    } else {
+                        (i.op1_register(), Some(i.op0_register()))
+                    };
+                    let idx = match sreg {
+                        Register::ES => 0,
+                        Register::CS => 1,
+                        Register::SS => 2,
+                        Register::DS => 3,
+                        Register::FS => 4,
+                        _ => 5,
+                    };
+                    let addr = self.host_base + (SELECTOR_MIRROR + idx * 4) as u32;
+                    // A host fault here (stack) is handled by interpreting the guest
+                    // instruction, which raises the guest's own fault.
+                    insns.pop();
+                    insns.push((code, eip, Scratch { in_seq: true, reserve: 0, pushes: 0 }));
+                    let enc: &[u8] = match dst {
+                        None => &[0x2E, 0xFF, 0x35],
+                        Some(r) => &[0x2E, 0x0F, 0xB7, 0x05 | ((r.number() as u8) << 3)],
+                    };
+                    tc[code..code + enc.len()].copy_from_slice(enc);
+                    code += enc.len();
+                    tc[code..code + 4].copy_from_slice(&addr.to_le_bytes());
+                    code += 4;
+                    eip = next;
+                }
                 Class::Ret | Class::IndirectJmp | Class::IndirectCall => {
                     insns.pop();
                     code = emit_lookup(tc, code, &i, table, &mut insns, &mut stubs);
@@ -847,7 +890,7 @@ mod tests {
             &[0xCD, 0x80], &[0xCC], &[0xCE], &[0x62, 0x03], &[0x0F, 0x0B], &[0xEA, 0, 0, 0, 0, 0x33, 0],
             &[0xFF, 0x28], &[0xCB], &[0xCF], &[0x66, 0xC3], &[0x66, 0xFF, 0xE0], &[0x67, 0xFF, 0x27],
             &[0x2E, 0xFF, 0x20],
-            &[0x8E, 0xD8], &[0x8C, 0xD8], &[0x1E], &[0x1F], &[0x0F, 0xA0], &[0x0F, 0xA9], &[0xC5, 0x06, 0, 0, 0, 0],
+            &[0x8E, 0xD8], &[0x66, 0x1E], &[0x1F], &[0x8C, 0x18], &[0x66, 0x8C, 0xD8], &[0x0F, 0xA9], &[0xC5, 0x06, 0, 0, 0, 0],
             &[0x0F, 0xB2, 0x06], &[0x0F, 0x02, 0xC0], &[0x0F, 0x03, 0xC0], &[0x0F, 0x00, 0xE0], &[0x0F, 0x00, 0xE8],
             &[0x0F, 0x01, 0x00], &[0x0F, 0x01, 0x08], &[0x0F, 0x00, 0xC0], &[0x0F, 0x00, 0xC8], &[0x0F, 0x01, 0xE0],
             &[0x0F, 0x01, 0xF0], &[0x0F, 0x01, 0x10], &[0x0F, 0x01, 0x18], &[0x0F, 0x00, 0xD0], &[0x0F, 0x00, 0xD8],
@@ -925,6 +968,27 @@ mod tests {
         assert!(fold_segment(&i, &Key { gs_fold: None, ..key }).is_none());
         let i = Decoder::with_ip(32, &[0x64, 0xA1, 0, 0, 0, 0], 0x1000, DecoderOptions::NONE).decode();
         assert!(fold_segment(&i, &key).is_none());
+    }
+
+    #[test]
+    fn segment_register_reads_use_the_mirror() {
+        assert_eq!(classify(&dec(&[0x1E]), 4), Class::SregRead, "push ds");
+        assert_eq!(classify(&dec(&[0x0F, 0xA0]), 4), Class::SregRead, "push fs");
+        assert_eq!(classify(&dec(&[0x8C, 0xD8]), 4), Class::SregRead, "mov eax, ds");
+        let mut tc = vec![0u8; 4 << 20];
+        let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
+        let key = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 0, fpu: 4, fs_fold: None, gs_fold: None };
+        let code = [0x1E, 0x8C, 0xE3, 0x90]; // push ds; mov ebx, fs; nop
+        let h = t.translate(&mut tc, key, |lin, b| {
+            for (k, x) in b.iter_mut().enumerate() {
+                *x = *code.get((lin - 0x100) as usize + k).unwrap_or(&0x90);
+            }
+            b.len()
+        }).unwrap();
+        let off = (h - 0x1000_0000) as usize;
+        let mut d = Decoder::with_ip(32, &tc[off..off + 20], h as u64, DecoderOptions::NONE);
+        assert_eq!(format!("{}", d.decode()), "push dword ptr cs:[1000000Ch]");
+        assert_eq!(format!("{}", d.decode()), "movzx ebx,word ptr cs:[10000010h]");
     }
 
     #[test]

@@ -230,6 +230,8 @@ pub struct Vm {
     resume_raw: Option<u32>,
     /// The deadline the kick timer is armed for.
     armed: Option<u64>,
+    /// Guest selectors last written to the translation cache's selector mirror.
+    mirrored: [u32; 6],
     /// Console input (from a reader thread) for the UART registered as `input_uart`; a
     /// `None` byte in the queue means the user asked to quit (Ctrl-A x).
     pub input: Option<(std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Option<u8>>>>, ringfold_devices::DeviceId)>,
@@ -272,6 +274,7 @@ impl Vm {
             timer: None,
             resume_raw: None,
             armed: None,
+            mirrored: [u32::MAX; 6],
             input: None,
         })
     }
@@ -661,6 +664,15 @@ impl Vm {
                 self.shadows.last[s as usize] = (r, top, sel);
                 sel
             };
+        }
+        let mirror: [u32; 6] = std::array::from_fn(|k| self.m.cpu.seg[k].sel as u32);
+        if mirror != self.mirrored {
+            let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+            for (k, v) in mirror.iter().enumerate() {
+                let at = crate::translate::SELECTOR_MIRROR + 4 * k;
+                tc[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            self.mirrored = mirror;
         }
         let cpu = &self.m.cpu;
         let ctx = self.m.mem.host.ctx_mut();
