@@ -13,6 +13,13 @@
 pub const MONITOR_START: u32 = 0xFF00_0000;
 /// The vCPU context page (register save area shared with the trampolines).
 pub const CTX_ADDR: u32 = MONITOR_START;
+/// The virtual-flags page: the guest's virtual IF and a pending-interrupt byte, read and
+/// written by inline CLI/STI translations through a monitor data segment (LDT slot
+/// `VCPU_DS_SLOT`, limit 4 KiB) that only translator-emitted code ever loads.
+pub const VCPU_ADDR: u32 = MONITOR_START + 0x1000;
+/// Offsets in the virtual-flags page.
+pub const VCPU_VIF: u32 = 0;
+pub const VCPU_PENDING: u32 = 1;
 /// Start of the translation cache (executable view).
 pub const TC_START: u32 = MONITOR_START + 0x1_0000;
 /// End (exclusive) of the translation cache; the last 64 KiB stay unmapped as a guard.

@@ -26,8 +26,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub const TC_CS_SLOT: u16 = 0;
 /// LDT slot of a flat read/write data segment (native runner only; never given to guests).
 pub const FLAT_DS_SLOT: u16 = 1;
+/// LDT slot of the virtual-flags page's data segment (translator-emitted code only).
+pub const VCPU_DS_SLOT: u16 = 2;
+/// Its selector.
+pub const VCPU_SEL: u16 = ldt::ldt_selector(VCPU_DS_SLOT);
 /// First LDT slot available for shadow descriptors.
-pub const FIRST_SHADOW_SLOT: u16 = 2;
+pub const FIRST_SHADOW_SLOT: u16 = 3;
 
 /// Errors from creating the host side of a VM.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +80,8 @@ impl HostVm {
             ldt::write_entry(TC_CS_SLOT, Some(&LdtEntry::flat_code())).map_err(HostError::Ldt)?;
             let flat_data = LdtEntry { contents: 0, ..LdtEntry::flat_code() };
             ldt::write_entry(FLAT_DS_SLOT, Some(&flat_data)).map_err(HostError::Ldt)?;
+            let vcpu = LdtEntry { base: layout::VCPU_ADDR, limit: 0xFFF, limit_in_pages: false, ..flat_data };
+            ldt::write_entry(VCPU_DS_SLOT, Some(&vcpu)).map_err(HostError::Ldt)?;
             signals::install_for_current_thread().map_err(HostError::Signals)?;
             Ok(HostVm { space })
         })();

@@ -110,6 +110,14 @@ impl AddressSpace {
         if c == libc::MAP_FAILED {
             return Err(MemError::Map(last_err()));
         }
+        // SAFETY: replaces part of our own reservation (the virtual-flags page).
+        let v = unsafe {
+            libc::mmap(VCPU_ADDR as u64 as *mut libc::c_void, 4096, libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED, -1, 0)
+        };
+        if v == libc::MAP_FAILED {
+            return Err(MemError::Map(last_err()));
+        }
         let tc_fd = memfd(c"ringfold-tc", TC_SIZE as u64)?;
         map_fd(Some(TC_START as u64), TC_SIZE, libc::PROT_READ | libc::PROT_EXEC, &tc_fd, 0)?;
         let tc_alias = map_fd(None, TC_SIZE, libc::PROT_READ | libc::PROT_WRITE, &tc_fd, 0)?;
@@ -176,6 +184,14 @@ impl Drop for AddressSpace {
 }
 
 impl AddressSpace {
+    /// The virtual-flags page (see `layout::VCPU_ADDR`).
+    pub fn vcpu_page(&mut self) -> &mut [u8; 16] {
+        // SAFETY: the page is mapped read/write at VCPU_ADDR for the life of self and only
+        // written by guest translations while no Rust reference exists (the guest is not
+        // running while &mut self is held).
+        unsafe { &mut *(VCPU_ADDR as u64 as *mut [u8; 16]) }
+    }
+
     /// The context page shared with the trampolines.
     pub fn ctx_mut(&mut self) -> &mut crate::ctx::Ctx {
         // SAFETY: the context page is mapped read/write at CTX_ADDR for the life of self,

@@ -62,6 +62,8 @@ pub enum SiteKind {
     FetchFault { eip: u32 },
     /// Entry of an invalidated block: translate `key` afresh.
     Dispatch { key: Key },
+    /// An inline STI set IF while an interrupt is pending: deliver it after the STI shadow.
+    StiPending { next: u32 },
 }
 
 /// Scratch state an inline lookup sequence has put on the guest stack at a given host
@@ -73,6 +75,11 @@ pub struct Scratch {
     pub in_seq: bool,
     pub reserve: u8,
     pub pushes: u8,
+    /// Inline CLI/STI sequences instead: `undo` bytes of scratch on the stack, and the
+    /// guest's ECX saved at ESP + `ecx_at` if set.
+    pub if_seq: bool,
+    pub undo: u8,
+    pub ecx_at: Option<u8>,
 }
 
 /// A chained jump into a block: where its rel32 is and what it links to.
@@ -189,6 +196,9 @@ pub enum Class {
     Fpu { sse: bool },
     /// PUSH Sreg (32-bit) / MOV r32, Sreg: read the selector from the mirror.
     SregRead,
+    /// CLI / STI at guest CPL0: the virtual IF in the virtual-flags page.
+    InlineCli,
+    InlineSti,
     /// Near RET / RET imm16 (32-bit operand size): inline table lookup.
     Ret,
     /// Near JMP/CALL through a 32-bit register or memory operand: inline table lookup.
@@ -292,6 +302,64 @@ pub fn classify(i: &Instruction, fpu: u8) -> Class {
     Class::Copy
 }
 
+/// Emits an inline CLI or STI (guest CPL0): the virtual IF lives in the virtual-flags page,
+/// reached through a monitor data segment loaded into DS just for the store:
+///
+/// ```text
+/// CLI: push %ds; push $VCPU_SEL; pop %ds; movb $0,%ds:VIF; pop %ds
+/// STI: push %ds; push $VCPU_SEL; pop %ds; movb $1,%ds:VIF; push %ecx;
+///      movzx %ds:PENDING,%ecx; jecxz 1f; pop %ecx; pop %ds; ljmp -> "interrupt pending"
+///      1: pop %ecx; pop %ds
+/// ```
+/// Every host instruction has a `Scratch` record so that a fault or a kick anywhere inside
+/// is undone and the guest instruction is executed again (both are idempotent).
+fn emit_if_seq(
+    tc: &mut [u8],
+    at: usize,
+    eip: u32,
+    sti: bool,
+    insns: &mut Vec<(usize, u32, Scratch)>,
+    stubs: &mut Vec<(usize, SiteKind)>,
+    next: u32,
+) -> usize {
+    let mut c = at;
+    #[allow(clippy::too_many_arguments)]
+    fn put(insns: &mut Vec<(usize, u32, Scratch)>, eip: u32, tc: &mut [u8], c: &mut usize, bytes: &[u8], undo: u8, ecx_at: Option<u8>) {
+        insns.push((*c, eip, Scratch { in_seq: true, if_seq: true, undo, ecx_at, ..Scratch::default() }));
+        tc[*c..*c + bytes.len()].copy_from_slice(bytes);
+        *c += bytes.len();
+    }
+    let sel = ringfold_host::VCPU_SEL as u8;
+    let vif = ringfold_host::layout::VCPU_VIF.to_le_bytes();
+    let pending = ringfold_host::layout::VCPU_PENDING.to_le_bytes();
+    put(insns, eip, tc, &mut c, &[0x1E], 0, None); // push %ds
+    put(insns, eip, tc, &mut c, &[0x6A, sel], 4, None); // push $VCPU_SEL
+    put(insns, eip, tc, &mut c, &[0x1F], 8, None); // pop %ds
+    let mut movb = vec![0xC6, 0x05];
+    movb.extend_from_slice(&vif);
+    movb.push(sti as u8);
+    put(insns, eip, tc, &mut c, &movb, 4, None); // movb $IF,%ds:VIF
+    if !sti {
+        put(insns, eip, tc, &mut c, &[0x1F], 4, None); // pop %ds
+        return c;
+    }
+    put(insns, eip, tc, &mut c, &[0x51], 4, None); // push %ecx
+    let mut movzx = vec![0x0F, 0xB6, 0x0D];
+    movzx.extend_from_slice(&pending);
+    put(insns, eip, tc, &mut c, &movzx, 8, Some(0)); // movzx %ds:PENDING,%ecx
+    let jecxz = c;
+    put(insns, eip, tc, &mut c, &[0xE3, 0x00], 8, Some(0)); // jecxz 1f
+    put(insns, eip, tc, &mut c, &[0x59], 8, Some(0)); // pop %ecx
+    put(insns, eip, tc, &mut c, &[0x1F], 4, None); // pop %ds
+    stubs.push((c, SiteKind::StiPending { next }));
+    insns.push((c, next, Scratch::default()));
+    c += STUB32;
+    tc[jecxz + 1] = (c - (jecxz + 2)) as u8;
+    put(insns, eip, tc, &mut c, &[0x59], 8, Some(0)); // 1: pop %ecx
+    put(insns, eip, tc, &mut c, &[0x1F], 4, None); // pop %ds
+    c
+}
+
 /// Guest TLS (glibc keeps thread variables at negative offsets from the GS base) makes
 /// `gs:[x]` wrap around 4 GiB, which a shadow segment truncated below the monitor region
 /// cannot express, so every such access would trap. When FS/GS is a 4 GiB data segment with
@@ -357,7 +425,7 @@ fn emit_lookup(
         *c += bytes.len();
     }
     let rec = |insns: &mut Vec<(usize, u32, Scratch)>, c: usize, pushes: u8| {
-        insns.push((c, eip, Scratch { in_seq: true, reserve, pushes }));
+        insns.push((c, eip, Scratch { in_seq: true, reserve, pushes, ..Scratch::default() }));
     };
     rec(insns, c, 0);
     if reserve != 0 {
@@ -678,7 +746,15 @@ impl TCache {
             if i.op0_kind() == OpKind::NearBranch16 {
                 return Err(TranslateError::Branch16(eip));
             }
-            match classify(&i, key.fpu) {
+            let mut class = classify(&i, key.fpu);
+            if key.cpl == 0 && class == Class::Emulate {
+                class = match i.mnemonic() {
+                    Mnemonic::Cli => Class::InlineCli,
+                    Mnemonic::Sti => Class::InlineSti,
+                    _ => class,
+                };
+            }
+            match class {
                 Class::Copy => {
                     match fold_segment(&i, &key) {
                         Some(folded) => {
@@ -758,6 +834,21 @@ impl TCache {
                     code += STUB32;
                     ended = true;
                 }
+                Class::InlineCli | Class::InlineSti => {
+                    let sti = class == Class::InlineSti;
+                    insns.pop();
+                    code = emit_if_seq(tc, code, eip, sti, &mut insns, &mut stubs, next);
+                    eip = next;
+                    if sti {
+                        // The pending-interrupt exit continues at `next`; the block ends so
+                        // that the fall-through is a fresh entry either way.
+                        ended = true;
+                        tc[code] = 0xE9;
+                        insns.push((code, next, Scratch::default()));
+                        rel_links.push((code + 1, key.with_eip(next), next, false));
+                        code += 5;
+                    }
+                }
                 Class::SregRead => {
                     // push dword ptr cs:[mirror + 4*sreg]  /  movzx r32, word ptr cs:[mirror + 4*sreg]
                     let (sreg, dst) = if i.mnemonic() == Mnemonic::Push {
@@ -777,7 +868,7 @@ impl TCache {
                     // A host fault here (stack) is handled by interpreting the guest
                     // instruction, which raises the guest's own fault.
                     insns.pop();
-                    insns.push((code, eip, Scratch { in_seq: true, reserve: 0, pushes: 0 }));
+                    insns.push((code, eip, Scratch { in_seq: true, ..Scratch::default() }));
                     let enc: &[u8] = match dst {
                         None => &[0x2E, 0xFF, 0x35],
                         Some(r) => &[0x2E, 0x0F, 0xB7, 0x05 | ((r.number() as u8) << 3)],

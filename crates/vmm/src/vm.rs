@@ -232,6 +232,8 @@ pub struct Vm {
     armed: Option<u64>,
     /// Guest selectors last written to the translation cache's selector mirror.
     mirrored: [u32; 6],
+    /// The platform had an interrupt request pending at the last check (for inline STI).
+    irq_pending: bool,
     /// Console input (from a reader thread) for the UART registered as `input_uart`; a
     /// `None` byte in the queue means the user asked to quit (Ctrl-A x).
     pub input: Option<(std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Option<u8>>>>, ringfold_devices::DeviceId)>,
@@ -275,6 +277,7 @@ impl Vm {
             resume_raw: None,
             armed: None,
             mirrored: [u32::MAX; 6],
+            irq_pending: false,
             input: None,
         })
     }
@@ -536,6 +539,7 @@ impl Vm {
         let now = ringfold_host::timer::now_ns();
         let pending = p.update(now);
         let deadline = p.next_deadline();
+        self.irq_pending = pending;
         let can_take = self.m.cpu.eflags & eflags::IF != 0;
         if pending && can_take {
             if self.m.cpu.shadow {
@@ -674,6 +678,11 @@ impl Vm {
             }
             self.mirrored = mirror;
         }
+        let vif = (self.m.cpu.eflags & eflags::IF != 0) as u8;
+        let pending = self.irq_pending as u8;
+        let page = self.m.mem.host.space_mut().vcpu_page();
+        page[ringfold_host::layout::VCPU_VIF as usize] = vif;
+        page[ringfold_host::layout::VCPU_PENDING as usize] = pending;
         let cpu = &self.m.cpu;
         let ctx = self.m.mem.host.ctx_mut();
         ctx.gpr = cpu.gpr;
@@ -690,6 +699,12 @@ impl Vm {
         let ctx = self.m.mem.host.ctx_mut();
         self.m.cpu.gpr = ctx.gpr;
         self.m.cpu.eflags = (self.m.cpu.eflags & !ARITH) | (ctx.eflags & ARITH);
+        // Inline CLI/STI may have changed the virtual IF.
+        if self.m.mem.host.space_mut().vcpu_page()[ringfold_host::layout::VCPU_VIF as usize] != 0 {
+            self.m.cpu.eflags |= eflags::IF;
+        } else {
+            self.m.cpu.eflags &= !eflags::IF;
+        }
         Ok(())
     }
 
@@ -724,6 +739,7 @@ impl Vm {
             SiteKind::Fpu { eip, sse } => SiteKind::Fpu { eip: *eip, sse: *sse },
             SiteKind::FetchFault { eip } => SiteKind::FetchFault { eip: *eip },
             SiteKind::Dispatch { key } => SiteKind::Dispatch { key: *key },
+            SiteKind::StiPending { next } => SiteKind::StiPending { next: *next },
             SiteKind::Link { target, branch_eip, patch, undo_push } => {
                 SiteKind::Link { target: *target, branch_eip: *branch_eip, patch: *patch, undo_push: *undo_push }
             }
@@ -752,6 +768,12 @@ impl Vm {
                     Err(f) => self.m.raise(f),
                     Ok(_) => Ok(()), // the mapping changed meanwhile: just retry
                 }
+            }
+            SiteKind::StiPending { next } => {
+                // IF is already set (virtual-flags page, read back at the exit).
+                self.m.cpu.eip = next;
+                self.m.cpu.shadow = true;
+                Ok(())
             }
             SiteKind::Dispatch { key } => {
                 // An invalidated block was entered (through a lookup-table entry or a
@@ -822,6 +844,15 @@ impl Vm {
 
     /// Undoes the scratch pushes of an inline lookup sequence (see `Scratch`).
     fn rewind_scratch(&mut self, sc: crate::translate::Scratch) {
+        if sc.if_seq {
+            let ss = self.m.cpu.sreg(Sreg::Ss).desc.base;
+            let esp = self.m.cpu.gpr[4];
+            if let Some(o) = sc.ecx_at {
+                self.m.cpu.gpr[1] = self.m.read_sys(ss.wrapping_add(esp).wrapping_add(o as u32), 4).unwrap_or(self.m.cpu.gpr[1]);
+            }
+            self.m.cpu.gpr[4] = esp.wrapping_add(sc.undo as u32);
+            return;
+        }
         let esp = self.m.cpu.gpr[4];
         let guest_esp = esp.wrapping_add(sc.reserve as u32 + 4 * sc.pushes as u32);
         let ss = self.m.cpu.sreg(Sreg::Ss).desc.base;
