@@ -116,6 +116,31 @@ fn interrupts_reach_spinning_and_halted_guests() {
     assert_eq!(counter(&mut vm), 10);
     assert!(vm.stats.idles > idles);
 
+    // Interrupts landing inside the inline PUSHFD/CLI/POPFD/STI translations (fast ticks,
+    // so that kicks hit every point of those sequences): the stack pointer must come out
+    // exact, and no kick may be lost (one landing in the entry trampoline is covered by
+    // the timer's periodic backstop).
+    // L: pushfd; cli; inc esi; popfd; cli; sti; cmp [COUNTER], 200; jb L; ud2
+    let mut code = vec![0xFB, 0x31, 0xF6]; // sti; xor esi, esi
+    let l = code.len();
+    code.extend_from_slice(&[0x9C, 0xFA, 0x46, 0x9D, 0xFA, 0xFB]);
+    code.extend_from_slice(&[0x81, 0x3D]);
+    code.extend_from_slice(&COUNTER.to_le_bytes());
+    code.extend_from_slice(&200u32.to_le_bytes());
+    let rel = l as i32 - (code.len() as i32 + 2);
+    code.extend_from_slice(&[0x72, rel as i8 as u8]);
+    let end = MAIN + code.len() as u32;
+    code.extend_from_slice(&[0x0F, 0x0B]);
+    setup(&mut vm, &code);
+    let now = ringfold_host::timer::now_ns();
+    vm.platform = Some(Box::new(Ticker { next: now + 50_000, period: 50_000, pending: false }));
+    let stop = vm.run();
+    assert!(matches!(stop, Stop::TripleFault { eip, .. } if eip == end), "{stop}");
+    // At this rate delivery can fall behind, so a few more may arrive before the UD2.
+    assert!(counter(&mut vm) >= 200);
+    assert_eq!(vm.cpu_mut().gpr[4], 0x9000, "ESP exact after kicks inside inline flag sequences");
+    assert!(vm.cpu_mut().gpr[6] > 200, "the loop ran between interrupts");
+
     // IF=0: nothing is delivered; HLT then cannot be woken.
     let (code, _) = wait_loop(1, true, false);
     setup(&mut vm, &code);

@@ -28,15 +28,21 @@ use std::any::Any;
 mod bus;
 mod debugcon;
 mod exit;
+mod i8042;
 mod mmio;
 mod pic;
 mod pit;
+mod rtc;
 mod sink;
 mod uart;
 
 pub use bus::{DeviceId, IoError, PortBus};
 pub use debugcon::DebugConsole;
 pub use exit::{exit_status, ExitDevice};
+pub use i8042::{
+    ResetPort, SharedI8042, I8042, I8042_AUX_IRQ, I8042_COMMAND_PORT, I8042_DATA_PORT,
+    I8042_KBD_IRQ, RESET_PORT,
+};
 pub use mmio::{MmioBus, MmioDevice, MmioError, TestDevice, TESTDEV_BASE, TESTDEV_ID};
 pub use pic::{
     PicPair, SharedPic, ELCR_PORT, ELCR_PORT_LEN, PIC_MASTER_PORT, PIC_PORT_LEN, PIC_SLAVE_PORT,
@@ -44,6 +50,7 @@ pub use pic::{
 pub use pit::{
     ns_to_ticks, ticks_to_ns, Pit, SharedPit, PIT_FREQ_HZ, PIT_PORT, PIT_PORT_LEN, PORT_B,
 };
+pub use rtc::{Rtc, SharedRtc, RTC_IRQ, RTC_PORT, RTC_PORT_LEN, RTC_UIP_NS};
 pub use sink::{OutputSink, SharedBuffer};
 pub use uart::{IrqLine, Uart16550};
 

@@ -20,6 +20,8 @@ pub const VCPU_ADDR: u32 = MONITOR_START + 0x1000;
 /// Offsets in the virtual-flags page.
 pub const VCPU_VIF: u32 = 0;
 pub const VCPU_PENDING: u32 = 1;
+/// The guest's system flags other than IF (TF, IOPL, NT, AC, ID) as a dword.
+pub const VCPU_VSYS: u32 = 4;
 /// Start of the translation cache (executable view).
 pub const TC_START: u32 = MONITOR_START + 0x1_0000;
 /// End (exclusive) of the translation cache; the last 64 KiB stay unmapped as a guard.

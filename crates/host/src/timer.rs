@@ -8,6 +8,9 @@ use std::io;
 /// Signal used to kick the VM thread out of guest code.
 pub const KICK_SIGNAL: libc::c_int = libc::SIGALRM;
 
+/// Period of the backstop kick.
+pub const BACKSTOP_NS: u64 = 2_000_000;
+
 pub struct Timer {
     id: libc::timer_t,
 }
@@ -29,10 +32,13 @@ impl Timer {
         Ok(Timer { id })
     }
 
-    /// Arms the timer to fire once after `ns` nanoseconds (0 disarms it).
+    /// Arms the timer to fire after `ns` nanoseconds, then every `BACKSTOP_NS`: a kick that
+    /// lands while the monitor itself runs (e.g. in the entry trampoline) cannot be turned
+    /// into an exit, so a periodic one guarantees the next.
     pub fn arm(&mut self, ns: u64) {
         let ts = libc::timespec { tv_sec: (ns / 1_000_000_000) as libc::time_t, tv_nsec: (ns % 1_000_000_000) as libc::c_long };
-        let spec = libc::itimerspec { it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 }, it_value: ts };
+        let every = libc::timespec { tv_sec: 0, tv_nsec: BACKSTOP_NS as libc::c_long };
+        let spec = libc::itimerspec { it_interval: every, it_value: ts };
         // SAFETY: our timer id and a valid itimerspec; failure only means EINVAL on bad
         // values, which cannot happen for these.
         unsafe { libc::timer_settime(self.id, 0, &spec, std::ptr::null_mut()) };

@@ -80,6 +80,12 @@ pub struct Scratch {
     pub if_seq: bool,
     pub undo: u8,
     pub ecx_at: Option<u8>,
+    /// Also for inline PUSHFD/POPFD: the guest's EAX saved at ESP + `eax_at`, and host
+    /// EFLAGS (arithmetic flags to restore) saved at ESP + `flags_at`.
+    pub eax_at: Option<u8>,
+    pub flags_at: Option<u8>,
+    /// Not rewindable (a kick resumes exactly there; nothing here can fault).
+    pub raw_ok: bool,
 }
 
 /// A chained jump into a block: where its rel32 is and what it links to.
@@ -199,6 +205,9 @@ pub enum Class {
     /// CLI / STI at guest CPL0: the virtual IF in the virtual-flags page.
     InlineCli,
     InlineSti,
+    /// PUSHFD / POPFD at guest CPL0: system flags from/to the virtual-flags page.
+    InlinePushfd,
+    InlinePopfd,
     /// Near RET / RET imm16 (32-bit operand size): inline table lookup.
     Ret,
     /// Near JMP/CALL through a 32-bit register or memory operand: inline table lookup.
@@ -359,6 +368,126 @@ fn emit_if_seq(
     put(insns, eip, tc, &mut c, &[0x1F], 4, None); // pop %ds
     c
 }
+
+/// Records a host instruction of an inline flags sequence with its undo information.
+#[allow(clippy::too_many_arguments)]
+fn rec_flags(insns: &mut Vec<(usize, u32, Scratch)>, eip: u32, tc: &mut [u8], c: &mut usize, bytes: &[u8], undo: u8, eax_at: Option<u8>, ecx_at: Option<u8>, flags_at: Option<u8>) {
+    insns.push((*c, eip, Scratch { in_seq: true, if_seq: true, undo, ecx_at, eax_at, flags_at, ..Scratch::default() }));
+    tc[*c..*c + bytes.len()].copy_from_slice(bytes);
+    *c += bytes.len();
+}
+
+/// Status flags and DF: what PUSHFD takes from the host EFLAGS.
+const HOST_FLAGS: u32 = 0xCD5;
+
+/// Inline PUSHFD at guest CPL0: the host's status flags merged with the virtual system
+/// flags (virtual-flags page: VSYS dword and the VIF byte); host EFLAGS are saved and
+/// restored around the computation.
+///
+/// ```text
+/// pushfd; pushfd; push %ds; push $VCPU_SEL; pop %ds; push %eax; push %ecx
+/// mov 16(%esp),%eax; and $0xCD5,%eax; or %ds:VSYS,%eax
+/// movzx %ds:VIF,%ecx; shl $9,%ecx; or %ecx,%eax; mov %eax,16(%esp)
+/// pop %ecx; pop %eax; pop %ds; popfd
+/// ```
+fn emit_pushfd(tc: &mut [u8], at: usize, eip: u32, insns: &mut Vec<(usize, u32, Scratch)>) -> usize {
+    let mut c = at;
+    let sel = ringfold_host::VCPU_SEL as u8;
+    let vsys = ringfold_host::layout::VCPU_VSYS.to_le_bytes();
+    let vif = ringfold_host::layout::VCPU_VIF.to_le_bytes();
+    let r = rec_flags;
+    r(insns, eip, tc, &mut c, &[0x9C], 0, None, None, None); // pushfd (A)
+    r(insns, eip, tc, &mut c, &[0x9C], 4, None, None, None); // pushfd (B)
+    r(insns, eip, tc, &mut c, &[0x1E], 8, None, None, Some(0)); // push %ds
+    r(insns, eip, tc, &mut c, &[0x6A, sel], 12, None, None, Some(4));
+    r(insns, eip, tc, &mut c, &[0x1F], 16, None, None, Some(8)); // pop %ds
+    r(insns, eip, tc, &mut c, &[0x50], 12, None, None, Some(4)); // push %eax
+    r(insns, eip, tc, &mut c, &[0x51], 16, Some(0), None, Some(8)); // push %ecx
+    let body = 20; // ecx, eax, ds, B, A
+    let mut b = vec![0x8B, 0x44, 0x24, 0x10]; // mov 16(%esp),%eax
+    b.extend_from_slice(&[0x25]);
+    b.extend_from_slice(&(HOST_FLAGS | 2).to_le_bytes()); // and $0xCD7,%eax (status, DF, bit 1)
+    b.extend_from_slice(&[0x0B, 0x05]);
+    b.extend_from_slice(&vsys); // or %ds:VSYS,%eax
+    b.extend_from_slice(&[0x0F, 0xB6, 0x0D]);
+    b.extend_from_slice(&vif); // movzx %ds:VIF,%ecx
+    b.extend_from_slice(&[0xC1, 0xE1, 0x09]); // shl $9,%ecx
+    b.extend_from_slice(&[0x09, 0xC8]); // or %ecx,%eax
+    b.extend_from_slice(&[0x89, 0x44, 0x24, 0x10]); // mov %eax,16(%esp)
+    r(insns, eip, tc, &mut c, &b, body, Some(4), Some(0), Some(12));
+    r(insns, eip, tc, &mut c, &[0x59], body, Some(4), Some(0), Some(12)); // pop %ecx
+    r(insns, eip, tc, &mut c, &[0x58], 16, Some(0), None, Some(8)); // pop %eax
+    r(insns, eip, tc, &mut c, &[0x1F], 12, None, None, Some(4)); // pop %ds
+    // popfd (B): the image A stays at the guest's new top of stack. Undoing here means
+    // dropping B and A (8 bytes) with flags from B.
+    r(insns, eip, tc, &mut c, &[0x9D], 8, None, None, Some(0));
+    c
+}
+
+/// Inline POPFD at guest CPL0: the popped value's system flags go to the virtual-flags page
+/// (IF to the VIF byte; TF, IOPL, NT, AC, ID to VSYS), its status flags and DF to the host by
+/// a native POPFD of the value with TF/AC/NT cleared. If it sets IF while an interrupt is
+/// pending, the instruction is interpreted instead (the monitor then delivers it). The
+/// host flags before the POPFD never matter: every path ends with all flags from the value.
+///
+/// ```text
+/// push %ds; push $VCPU_SEL; pop %ds; push %eax; push %ecx
+/// mov 12(%esp),%eax; shr $9,%eax; and $1,%eax; movzx %ds:PENDING,%ecx; and %eax,%ecx
+/// jecxz 1f; pop %ecx; pop %eax; pop %ds; ljmp -> interpret POPFD
+/// 1: mov %al,%ds:VIF; mov 12(%esp),%eax; and $VSYS_MASK,%eax; mov %eax,%ds:VSYS
+///    andl $~(TF|AC|NT),12(%esp); pop %ecx; pop %eax; pop %ds; popfd
+/// ```
+fn emit_popfd(tc: &mut [u8], at: usize, i: &Instruction, insns: &mut Vec<(usize, u32, Scratch)>, stubs: &mut Vec<(usize, SiteKind)>) -> usize {
+    let eip = i.ip32();
+    let mut c = at;
+    let sel = ringfold_host::VCPU_SEL as u8;
+    let vsys = ringfold_host::layout::VCPU_VSYS.to_le_bytes();
+    let vif = ringfold_host::layout::VCPU_VIF.to_le_bytes();
+    let pending = ringfold_host::layout::VCPU_PENDING.to_le_bytes();
+    let r = rec_flags;
+    r(insns, eip, tc, &mut c, &[0x1E], 0, None, None, None); // push %ds
+    r(insns, eip, tc, &mut c, &[0x6A, sel], 4, None, None, None);
+    r(insns, eip, tc, &mut c, &[0x1F], 8, None, None, None); // pop %ds
+    r(insns, eip, tc, &mut c, &[0x50], 4, None, None, None); // push %eax
+    r(insns, eip, tc, &mut c, &[0x51], 8, Some(0), None, None); // push %ecx
+    let mut b = vec![0x8B, 0x44, 0x24, 0x0C]; // mov 12(%esp),%eax
+    b.extend_from_slice(&[0xC1, 0xE8, 0x09]); // shr $9,%eax
+    b.extend_from_slice(&[0x83, 0xE0, 0x01]); // and $1,%eax
+    b.extend_from_slice(&[0x0F, 0xB6, 0x0D]);
+    b.extend_from_slice(&pending); // movzx %ds:PENDING,%ecx
+    b.extend_from_slice(&[0x21, 0xC1]); // and %eax,%ecx
+    r(insns, eip, tc, &mut c, &b, 12, Some(4), Some(0), None);
+    let jecxz = c;
+    r(insns, eip, tc, &mut c, &[0xE3, 0x00], 12, Some(4), Some(0), None);
+    r(insns, eip, tc, &mut c, &[0x59], 12, Some(4), Some(0), None); // pop %ecx
+    r(insns, eip, tc, &mut c, &[0x58], 8, Some(0), None, None); // pop %eax
+    r(insns, eip, tc, &mut c, &[0x1F], 4, None, None, None); // pop %ds
+    insns.push((c, eip, Scratch { in_seq: true, if_seq: true, ..Scratch::default() }));
+    stubs.push((c, SiteKind::Emulate(Box::new(*i), false)));
+    c += STUB32;
+    tc[jecxz + 1] = (c - (jecxz + 2)) as u8;
+    let mut b = vec![0x88, 0x05];
+    b.extend_from_slice(&vif); // 1: mov %al,%ds:VIF
+    b.extend_from_slice(&[0x8B, 0x44, 0x24, 0x0C]); // mov 12(%esp),%eax
+    b.push(0x25);
+    b.extend_from_slice(&VSYS_MASK.to_le_bytes()); // and $VSYS_MASK,%eax
+    b.extend_from_slice(&[0x89, 0x05]);
+    b.extend_from_slice(&vsys); // mov %eax,%ds:VSYS
+    b.extend_from_slice(&[0x81, 0x64, 0x24, 0x0C]);
+    b.extend_from_slice(&(!(0x100u32 | 0x4_0000 | 0x4000)).to_le_bytes()); // andl $~(TF|AC|NT),12(%esp)
+    r(insns, eip, tc, &mut c, &b, 12, Some(4), Some(0), None);
+    r(insns, eip, tc, &mut c, &[0x59], 12, Some(4), Some(0), None); // pop %ecx
+    r(insns, eip, tc, &mut c, &[0x58], 8, Some(0), None, None); // pop %eax
+    // The value on the stack is sanitized now, so re-executing the POPFD would lose
+    // TF/AC/NT: a kick here resumes exactly (`pop %ds` itself restores the guest's DS).
+    insns.push((c, eip, Scratch { raw_ok: true, ..Scratch::default() }));
+    tc[c] = 0x1F; // pop %ds
+    tc[c + 1] = 0x9D; // popfd
+    c + 2
+}
+
+/// The system flags a POPFD at CPL0 changes besides IF (kept in the page's VSYS dword).
+pub const VSYS_MASK: u32 = 0x100 | 0x3000 | 0x4000 | 0x4_0000 | 0x20_0000;
 
 /// Guest TLS (glibc keeps thread variables at negative offsets from the GS base) makes
 /// `gs:[x]` wrap around 4 GiB, which a shadow segment truncated below the monitor region
@@ -556,8 +685,16 @@ impl TCache {
             return None;
         }
         let idx = b.insns.partition_point(|(o, _, _)| *o < off);
-        let &(o, eip, sc) = b.insns.get(idx)?;
-        (o == off && (sc.in_seq || idx == 0 || b.insns[idx - 1].1 != eip)).then_some((eip, sc))
+        if let Some(&(o, eip, sc)) = b.insns.get(idx) {
+            if o == off {
+                return (!sc.raw_ok && (sc.in_seq || idx == 0 || b.insns[idx - 1].1 != eip)).then_some((eip, sc));
+            }
+        }
+        // Inside a flags sequence every point is rewindable with the record before it (its
+        // instructions keep DS pointing at the virtual-flags page, which an exact resume
+        // would not restore).
+        let &(_, eip, sc) = b.insns.get(idx.checked_sub(1)?)?;
+        (sc.if_seq && !sc.raw_ok).then_some((eip, sc))
     }
 
     /// The return/indirect-branch lookup table of a translation context (allocated on
@@ -751,6 +888,8 @@ impl TCache {
                 class = match i.mnemonic() {
                     Mnemonic::Cli => Class::InlineCli,
                     Mnemonic::Sti => Class::InlineSti,
+                    Mnemonic::Pushfd => Class::InlinePushfd,
+                    Mnemonic::Popfd => Class::InlinePopfd,
                     _ => class,
                 };
             }
@@ -848,6 +987,16 @@ impl TCache {
                         rel_links.push((code + 1, key.with_eip(next), next, false));
                         code += 5;
                     }
+                }
+                Class::InlinePushfd => {
+                    insns.pop();
+                    code = emit_pushfd(tc, code, eip, &mut insns);
+                    eip = next;
+                }
+                Class::InlinePopfd => {
+                    insns.pop();
+                    code = emit_popfd(tc, code, &i, &mut insns, &mut stubs);
+                    eip = next;
                 }
                 Class::SregRead => {
                     // push dword ptr cs:[mirror + 4*sreg]  /  movzx r32, word ptr cs:[mirror + 4*sreg]

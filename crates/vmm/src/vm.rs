@@ -581,7 +581,10 @@ impl Vm {
             h
         } else {
             self.sync()?;
-            let _ = self.m.mem.host.take_kick();
+            if self.m.mem.host.take_kick() {
+                // The timer fired while the monitor ran: re-arm for the next deadline.
+                self.armed = None;
+            }
             self.service_interrupts()?;
             if self.m.cpu.halted {
                 return Ok(());
@@ -631,7 +634,7 @@ impl Vm {
         self.stats.kicks += 1;
         match self.tc.boundary(heip) {
             Some((geip, sc)) => {
-                if sc.in_seq && sc.pushes > 0 {
+                if sc.in_seq && (sc.pushes > 0 || sc.if_seq) {
                     self.rewind_scratch(sc);
                 }
                 self.m.cpu.eip = geip;
@@ -680,9 +683,12 @@ impl Vm {
         }
         let vif = (self.m.cpu.eflags & eflags::IF != 0) as u8;
         let pending = self.irq_pending as u8;
+        let vsys = self.m.cpu.eflags & crate::translate::VSYS_MASK;
         let page = self.m.mem.host.space_mut().vcpu_page();
         page[ringfold_host::layout::VCPU_VIF as usize] = vif;
         page[ringfold_host::layout::VCPU_PENDING as usize] = pending;
+        let v = ringfold_host::layout::VCPU_VSYS as usize;
+        page[v..v + 4].copy_from_slice(&vsys.to_le_bytes());
         let cpu = &self.m.cpu;
         let ctx = self.m.mem.host.ctx_mut();
         ctx.gpr = cpu.gpr;
@@ -699,12 +705,16 @@ impl Vm {
         let ctx = self.m.mem.host.ctx_mut();
         self.m.cpu.gpr = ctx.gpr;
         self.m.cpu.eflags = (self.m.cpu.eflags & !ARITH) | (ctx.eflags & ARITH);
-        // Inline CLI/STI may have changed the virtual IF.
-        if self.m.mem.host.space_mut().vcpu_page()[ringfold_host::layout::VCPU_VIF as usize] != 0 {
+        // Inline CLI/STI/POPFD may have changed the virtual IF and system flags.
+        let page = *self.m.mem.host.space_mut().vcpu_page();
+        if page[ringfold_host::layout::VCPU_VIF as usize] != 0 {
             self.m.cpu.eflags |= eflags::IF;
         } else {
             self.m.cpu.eflags &= !eflags::IF;
         }
+        let v = ringfold_host::layout::VCPU_VSYS as usize;
+        let vsys = u32::from_le_bytes(page[v..v + 4].try_into().unwrap());
+        self.m.cpu.eflags = (self.m.cpu.eflags & !crate::translate::VSYS_MASK) | (vsys & crate::translate::VSYS_MASK);
         Ok(())
     }
 
@@ -847,8 +857,17 @@ impl Vm {
         if sc.if_seq {
             let ss = self.m.cpu.sreg(Sreg::Ss).desc.base;
             let esp = self.m.cpu.gpr[4];
+            let slot = |m: &mut Machine<HostMemory>, o: u8| m.read_sys(ss.wrapping_add(esp).wrapping_add(o as u32), 4);
             if let Some(o) = sc.ecx_at {
-                self.m.cpu.gpr[1] = self.m.read_sys(ss.wrapping_add(esp).wrapping_add(o as u32), 4).unwrap_or(self.m.cpu.gpr[1]);
+                self.m.cpu.gpr[1] = slot(&mut self.m, o).unwrap_or(self.m.cpu.gpr[1]);
+            }
+            if let Some(o) = sc.eax_at {
+                self.m.cpu.gpr[0] = slot(&mut self.m, o).unwrap_or(self.m.cpu.gpr[0]);
+            }
+            if let Some(o) = sc.flags_at {
+                if let Ok(f) = slot(&mut self.m, o) {
+                    self.m.cpu.eflags = (self.m.cpu.eflags & !ARITH) | (f & ARITH);
+                }
             }
             self.m.cpu.gpr[4] = esp.wrapping_add(sc.undo as u32);
             return;
