@@ -77,7 +77,7 @@ fn main() -> ExitCode {
 
 /// Reads the terminal (or whatever stdin is) and queues bytes for the guest's UART.
 /// Ctrl-A x queues `None` (quit); Ctrl-A Ctrl-A sends one Ctrl-A.
-fn console_reader(queue: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Option<u8>>>>) {
+fn console_reader(queue: ringfold_vmm::vm::ConsoleQueue) {
     use std::io::Read;
     let mut stdin = std::io::stdin().lock();
     let mut buf = [0u8; 256];

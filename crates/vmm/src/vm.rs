@@ -185,6 +185,9 @@ impl Shadows {
     }
 }
 
+/// Bytes typed for the guest's console; `None` asks the monitor to quit (Ctrl-A x).
+pub type ConsoleQueue = std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Option<u8>>>>;
+
 /// Counters of monitor activity.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct VmStats {
@@ -236,7 +239,7 @@ pub struct Vm {
     irq_pending: bool,
     /// Console input (from a reader thread) for the UART registered as `input_uart`; a
     /// `None` byte in the queue means the user asked to quit (Ctrl-A x).
-    pub input: Option<(std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Option<u8>>>>, ringfold_devices::DeviceId)>,
+    pub input: Option<(ConsoleQueue, ringfold_devices::DeviceId)>,
 }
 
 const ARITH: u32 = eflags::CF | eflags::PF | eflags::AF | eflags::ZF | eflags::SF | eflags::DF | eflags::OF;
