@@ -14,6 +14,7 @@ use std::process::ExitCode;
 mod status {
     pub const SETUP: u8 = 66;
     pub const TRIPLE_FAULT: u8 = 80;
+    pub const RESET: u8 = 81;
     pub const HALTED: u8 = 82;
     pub const UNSUPPORTED: u8 = 84;
     pub const IO: u8 = 86;
@@ -167,7 +168,8 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
     let uart = Uart16550::stdout();
     let uart_irq = uart.irq_line();
     let uart_id = ports.register(ringfold_devices::COM1_PORT, ringfold_devices::UART_PORT_LEN, Box::new(uart))?;
-    let mut platform = ringfold_vmm::platform::PcPlatform::new(&mut ports, ringfold_host::timer::now_ns)?;
+    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let mut platform = ringfold_vmm::platform::PcPlatform::new(&mut ports, ringfold_host::timer::now_ns, a.mem << 20, wall)?;
     platform.connect(4, uart_irq);
     let mut vm = Vm::new(a.mem << 20, ports).context("cannot create the VM")?;
     vm.platform = Some(Box::new(platform));
@@ -214,6 +216,7 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
                 Stop::HaltedForever(_) => status::HALTED,
                 Stop::Io { .. } => status::IO,
                 Stop::UserQuit => 0,
+                Stop::Reset => status::RESET,
                 _ => status::UNSUPPORTED,
             })
         }

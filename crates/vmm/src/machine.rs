@@ -62,6 +62,10 @@ pub trait Platform {
     fn acknowledge(&mut self) -> Option<u8>;
     /// When (absolute monotonic ns) the next timer event is due, if any.
     fn next_deadline(&self) -> Option<u64>;
+    /// Whether the guest asked the platform for a reset (reboot).
+    fn reset_requested(&mut self) -> bool {
+        false
+    }
 }
 
 /// A change of the guest's address translation the shadow must follow (TLB semantics).
@@ -144,6 +148,8 @@ pub enum Stop {
     Io { eip: u32, what: String },
     #[error("terminated by the user (Ctrl-A x)")]
     UserQuit,
+    #[error("the guest requested a reset (reboot); ringfold stops")]
+    Reset,
 }
 
 pub struct Machine<M: Memory> {

@@ -539,6 +539,9 @@ impl Vm {
             }
             return Ok(());
         };
+        if p.reset_requested() {
+            return Err(Stop::Reset);
+        }
         let now = ringfold_host::timer::now_ns();
         let pending = p.update(now);
         let deadline = p.next_deadline();
