@@ -5,37 +5,37 @@
 use crate::machine::Platform;
 use ringfold_devices::{IoError, IrqLine, PortBus, PortDevice, ResetPort, SharedI8042, SharedPic, SharedPit, SharedRtc};
 
-/// Forwards port accesses to the PIT after bringing its clock up to date.
-struct TimedPit {
-    pit: SharedPit,
+/// Devices whose state follows device time (PIT, RTC).
+trait Clocked: PortDevice {
+    fn set_time(&self, now_ns: u64);
+}
+
+impl Clocked for SharedPit {
+    fn set_time(&self, now_ns: u64) {
+        SharedPit::set_time(self, now_ns)
+    }
+}
+
+impl Clocked for SharedRtc {
+    fn set_time(&self, now_ns: u64) {
+        SharedRtc::set_time(self, now_ns)
+    }
+}
+
+/// Forwards port accesses to a clocked device after bringing its clock up to date.
+struct Timed<D: Clocked> {
+    dev: D,
     clock: fn() -> u64,
 }
 
-impl PortDevice for TimedPit {
+impl<D: Clocked> PortDevice for Timed<D> {
     fn read(&mut self, port: u16, size: u8) -> u32 {
-        self.pit.set_time((self.clock)());
-        self.pit.read(port, size)
+        self.dev.set_time((self.clock)());
+        self.dev.read(port, size)
     }
     fn write(&mut self, port: u16, size: u8, value: u32) {
-        self.pit.set_time((self.clock)());
-        self.pit.write(port, size, value)
-    }
-}
-
-/// Forwards port accesses to the RTC after bringing its clock up to date.
-struct TimedRtc {
-    rtc: SharedRtc,
-    clock: fn() -> u64,
-}
-
-impl PortDevice for TimedRtc {
-    fn read(&mut self, port: u16, size: u8) -> u32 {
-        self.rtc.set_time((self.clock)());
-        self.rtc.read(port, size)
-    }
-    fn write(&mut self, port: u16, size: u8, value: u32) {
-        self.rtc.set_time((self.clock)());
-        self.rtc.write(port, size, value)
+        self.dev.set_time((self.clock)());
+        self.dev.write(port, size, value)
     }
 }
 
@@ -58,12 +58,12 @@ impl PcPlatform {
         let pic = SharedPic::new();
         pic.register(bus)?;
         let pit = SharedPit::new();
-        bus.register(ringfold_devices::PIT_PORT, ringfold_devices::PIT_PORT_LEN, Box::new(TimedPit { pit: pit.clone(), clock }))?;
-        bus.register(ringfold_devices::PORT_B, 1, Box::new(TimedPit { pit: pit.clone(), clock }))?;
+        bus.register(ringfold_devices::PIT_PORT, ringfold_devices::PIT_PORT_LEN, Box::new(Timed { dev: pit.clone(), clock }))?;
+        bus.register(ringfold_devices::PORT_B, 1, Box::new(Timed { dev: pit.clone(), clock }))?;
         let rtc = SharedRtc::new(ram_bytes);
         rtc.set_time(clock());
         rtc.set_wall_time(wall_ns);
-        bus.register(ringfold_devices::RTC_PORT, ringfold_devices::RTC_PORT_LEN, Box::new(TimedRtc { rtc: rtc.clone(), clock }))?;
+        bus.register(ringfold_devices::RTC_PORT, ringfold_devices::RTC_PORT_LEN, Box::new(Timed { dev: rtc.clone(), clock }))?;
         let kbc = SharedI8042::new();
         kbc.register(bus)?;
         let (irq1, irq12, kbc_reset) = {
