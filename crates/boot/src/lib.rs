@@ -829,3 +829,6 @@ pub fn load_multiboot(
 
 #[cfg(test)]
 mod tests;
+
+pub mod mptable;
+pub use mptable::{build_mp_table, MP_TABLE_DEFAULT_BASE, MP_TABLE_SIZE};

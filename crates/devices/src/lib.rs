@@ -103,3 +103,13 @@ pub enum ExitRequest {
 
 #[cfg(test)]
 mod tests;
+
+mod ioapic;
+mod lapic;
+pub use ioapic::{
+    Delivery, IoApic, IOAPIC_BASE, IOAPIC_DEFAULT_ID, IOAPIC_MMIO_LEN, IOAPIC_PINS, IOAPIC_VERSION,
+};
+pub use lapic::{
+    LocalApic, APIC_BASE_MSR_DEFAULT, APIC_BASE_MSR_RESERVED, LAPIC_BASE, LAPIC_BUS_HZ,
+    LAPIC_MMIO_LEN, LAPIC_VERSION,
+};
