@@ -58,6 +58,10 @@ struct RunArgs {
     /// Print monitor statistics to stderr when the guest stops.
     #[arg(long)]
     stats: bool,
+    /// Drop the shadow of an address space at every guest MOV CR3 instead of keeping it
+    /// for a switch back (for measurements).
+    #[arg(long)]
+    no_shadow_cache: bool,
     /// Do not install the seccomp filter (debugging only).
     #[arg(long, hide = true)]
     no_seccomp: bool,
@@ -172,6 +176,7 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
     let mut platform = ringfold_vmm::platform::PcPlatform::new(&mut ports, ringfold_host::timer::now_ns, a.mem << 20, wall)?;
     platform.connect(4, uart_irq);
     let mut vm = Vm::new(a.mem << 20, ports).context("cannot create the VM")?;
+    vm.set_shadow_cache(!a.no_shadow_cache);
     vm.platform = Some(Box::new(platform));
     vm.m.mmio
         .register(ringfold_devices::TESTDEV_BASE, 0x1000, Box::new(ringfold_devices::TestDevice::new()))
@@ -205,7 +210,7 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
     let stop = vm.run();
     drop(_raw);
     if a.stats {
-        eprintln!("ringfold: stats: {:?} {:?}", vm.stats, vm.tc_stats());
+        eprintln!("ringfold: stats: {:?} {:?} {:?}", vm.stats, vm.tc_stats(), vm.mmu_stats());
     }
     Ok(match stop {
         Stop::Exit(s) => ExitCode::from(s as u8),

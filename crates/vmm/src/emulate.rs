@@ -285,8 +285,10 @@ impl<M: Memory> Machine<M> {
                     self.check_pdptes(self.cpu.cr0, self.cpu.cr3, v)?;
                 }
                 self.cpu.cr4 = v;
-                if (old ^ v) & (cr4::PSE | cr4::PAE | cr4::PGE) != 0 {
+                if (old ^ v) & (cr4::PSE | cr4::PAE) != 0 {
                     self.tlb_events.push(TlbEvent::FlushAll);
+                } else if (old ^ v) & cr4::PGE != 0 {
+                    self.tlb_events.push(TlbEvent::FlushGlobal);
                 }
             }
             _ => return Err(Fault::ud().into()),

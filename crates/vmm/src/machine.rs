@@ -73,8 +73,11 @@ pub trait Platform {
 pub enum TlbEvent {
     /// MOV CR3 (or a task switch): every non-global translation.
     FlushNonGlobal,
-    /// Paging mode change (CR0.PG/WP, CR4.PSE/PAE/PGE, EFER.NXE): everything.
+    /// Paging mode change (CR0.PG/WP, CR4.PSE/PAE, EFER.NXE): everything.
     FlushAll,
+    /// CR4.PGE toggled (how Linux flushes global pages): every translation, but the
+    /// walks stay the same (saved address spaces stay valid).
+    FlushGlobal,
     /// INVLPG of one linear page.
     Invlpg(u32),
 }
@@ -197,6 +200,12 @@ impl<M: Memory> Machine<M> {
     pub fn walk(&mut self, lin: u32, acc: paging::Access) -> Result<paging::Translation, paging::PageFault> {
         let mode = self.paging_mode();
         paging::walk(&mut Phys(&mut self.mem), self.cpu.cr3, &mode, lin, acc, AdUpdate::AsWalked)
+    }
+
+    /// A walk that changes nothing (no accessed/dirty bits): what the guest's tables say.
+    pub fn peek_walk(&mut self, lin: u32, acc: paging::Access) -> Result<paging::Translation, paging::PageFault> {
+        let mode = self.paging_mode();
+        paging::walk(&mut Phys(&mut self.mem), self.cpu.cr3, &mode, lin, acc, AdUpdate::None)
     }
 
     fn access_bytes(&mut self, lin: u32, len: usize, write: bool, user: bool) -> Ex<[(u32, usize, usize); 2]> {

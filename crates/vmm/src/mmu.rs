@@ -1,24 +1,32 @@
 //! Shadow MMU bookkeeping: which guest linear pages are mapped on the host, to which
-//! guest-physical pages, with which protection, and what must happen when the guest's
-//! translation changes. Pure logic over a [`HostMapper`]; unit-tested with a recording
-//! mapper.
+//! guest-physical pages, with which protection, derived from which guest paging-structure
+//! pages, and what must happen when the guest's translation changes. Pure logic over a
+//! [`HostMapper`]; unit-tested with a recording mapper.
 //!
 //! Rules:
 //! * a linear page is mapped only after a successful guest page walk for an access, with
 //!   host write permission only if the guest entry allows writes at every level, the page
 //!   is already dirty (or the access writes, which sets D), and the physical page is neither
-//!   a page-table page the shadow depends on nor a page holding translated code;
-//! * coherence follows the TLB rules of the architecture: a mapping stays until the guest
-//!   invalidates it (INVLPG, MOV CR3, paging mode changes), exactly when a real TLB entry
-//!   may stay. Changes that need no invalidation on hardware (not-present -> present,
-//!   permission upgrades) need none here either: unmapped or read-only host pages fault,
-//!   and every host fault walks the guest's tables afresh. Page-table pages are therefore
-//!   not write-protected (yet: saving shadows across CR3 reloads will need it);
+//!   a paging-structure page a shadow mapping depends on nor a page holding translated code;
+//! * coherence: every paging-structure page (PDPT, page directory, page table) a mapping
+//!   was derived from is write-protected in every host mapping of it. The first write to
+//!   it (a host fault, or a monitor store) drops every mapping derived from it, in the
+//!   current and in every saved address space, and lifts the protection until a mapping
+//!   derived from it is installed again. So shadow mappings always equal what a fresh walk
+//!   would give (up to A/D bits, which only make a walk more permissive), which is stricter
+//!   than the TLB rules (INVLPG and MOV CR3 still drop what they must);
+//!   Global mappings are exempt: like global TLB entries they stay until INVLPG or a
+//!   paging mode change, whichever address space's tables they were walked through;
+//! * saved address spaces: MOV CR3 moves the non-global mappings of the old space into a
+//!   saved set keyed by the old CR3 and brings back the new space's saved mappings (only
+//!   the difference is unmapped/mapped on the host, in runs), so switching between
+//!   processes does not refault their working sets. The write protection keeps saved
+//!   spaces valid;
 //! * user/supervisor separation: guest CPL3 segments are truncated below `user_top`;
 //!   supervisor pages mapped below it are unmapped whenever guest CPL3 code is entered.
 
 use crate::fxhash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use ringfold_arch::paging::Translation;
+use ringfold_arch::paging::{Translation, NO_TABLE};
 
 /// Host operations the shadow needs (page granular, linear pages as page numbers).
 pub trait HostMapper {
@@ -33,24 +41,75 @@ pub trait HostMapper {
             self.map(lin_page + k, pa_page + k, writable);
         }
     }
+    /// Unmaps `count` consecutive linear pages (one host call).
+    fn unmap_run(&mut self, lin_page: u32, count: u32) {
+        for k in 0..count {
+            self.unmap(lin_page + k);
+        }
+    }
+    /// Reads guest-physical bytes at `pa` (paging structures and their snapshots).
+    fn read_phys(&self, pa: u32, out: &mut [u8]);
 }
+
+/// No table / not a large page.
+pub const NONE: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mapping {
     pub pa: u32,
+    /// Host write permission now.
     pub writable: bool,
+    /// What the guest entry allows (R/W at every level, D set): `writable` once the page
+    /// holds neither translated code nor a protected paging structure.
+    pub allow_w: bool,
     pub user: bool,
     pub global: bool,
+    /// Paging-structure pages the mapping was derived from: PDPT, page directory, page
+    /// table (`NONE` where a level was not used).
+    pub tables: [u32; 3],
+    /// First linear page of the large guest page the mapping is part of (`NONE`: 4 KiB).
+    pub large: u32,
 }
 
 /// Supervisor pages at or above this linear address may raise `user_top` (kernel halves).
 const HIGH_HALF: u32 = 0x8000_0000;
+/// Saved address spaces kept (least recently used ones go first).
+const MAX_SAVED_SPACES: usize = 16;
+/// Pages kept in saved spaces at most (all spaces together).
+const MAX_SAVED_PAGES: usize = 65536;
+/// Paging-structure snapshots kept at most before everything is dropped (4 KiB each).
+const MAX_TABLES: usize = 8192;
+
+/// The non-global mappings of an address space that is not current.
+struct Saved {
+    /// (linear page, mapping), sorted by linear page; `pa == NONE` marks a dropped entry.
+    entries: Vec<(u32, Mapping)>,
+    /// Paging-structure page -> indices into `entries` derived from it.
+    by_table: HashMap<u32, Vec<u32>>,
+    used: u64,
+}
+
+/// Counters of the shadow's work (shown with --stats, used by benches/paging.rs).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MmuStats {
+    /// MOV CR3 to a different address space.
+    pub space_switches: u64,
+    /// Pages mapped again from a saved space at a switch (no fault needed).
+    pub restored_pages: u64,
+    /// Pages identical in the old and the new space, left alone on the host.
+    pub kept_pages: u64,
+    /// First writes to write-protected paging structures (each lifts the protection
+    /// until the next address-space switch).
+    pub table_writes: u64,
+    /// Mappings dropped because the guest entry they came from changed.
+    pub stale_dropped: u64,
+}
 
 pub struct ShadowMmu {
     map: HashMap<u32, Mapping>,
     by_phys: HashMap<u32, Vec<u32>>,
     /// Linear page of a large guest page's base -> host pages mapped from it (INVLPG of
-    /// any address in a large page invalidates all of it).
+    /// any address in a large page invalidates all of it). May hold stale pages.
     large: HashMap<u32, Vec<u32>>,
     /// Physical pages holding translated code (read-only in every mapping).
     code: HashSet<u32>,
@@ -59,6 +118,52 @@ pub struct ShadowMmu {
     pub user_top: u32,
     max_user_page: u32,
     monitor_top: u32,
+    /// Current mappings by the paging-structure page they were derived from (may hold
+    /// stale pages: checked against `map`).
+    by_table: HashMap<u32, Vec<u32>>,
+    /// Paging structures some mapping was derived from, with their contents at that time.
+    /// Write-protected unless in `unsynced`.
+    snapshots: HashMap<u32, Box<[u8; 4096]>>,
+    /// Paging structures written since their snapshot (compared at the next switch).
+    unsynced: HashSet<u32>,
+    /// PAE entries are 8 bytes (which entry of a table a mapping used).
+    pae: bool,
+    /// The current address space (CR3 with the bits that do not select tables cleared).
+    space: u32,
+    saved: HashMap<u32, Saved>,
+    saved_pages: usize,
+    clock: u64,
+    /// Keep saved address spaces across MOV CR3 (false: every switch drops the old space's
+    /// mappings; benchmarks compare both).
+    pub cache_spaces: bool,
+    pub stats: MmuStats,
+}
+
+/// Byte offset, inside paging structure `level` (0 PDPT, 1 PD, 2 PT), of the entry that
+/// translates linear page `lp` (the PDPT's offset inside its page comes from `cr3`).
+fn entry_offset(level: usize, lp: u32, pae: bool, cr3: u32) -> usize {
+    let lin = lp << 12;
+    match (level, pae) {
+        (0, _) => (cr3 & 0xFE0) as usize + (lin >> 30) as usize * 8,
+        (1, false) => (lin >> 22) as usize * 4,
+        (1, true) => ((lin >> 21) & 0x1FF) as usize * 8,
+        (_, false) => ((lin >> 12) & 0x3FF) as usize * 4,
+        (_, true) => ((lin >> 12) & 0x1FF) as usize * 8,
+    }
+}
+
+/// Whether a paging-structure entry changed in a way that matters for mappings derived
+/// from it: anything but accessed/dirty bits newly set (which only make a walk more
+/// permissive); clearing A or D matters.
+fn entry_changed(old: &[u8], new: &[u8]) -> bool {
+    let rd = |b: &[u8]| {
+        let mut v = [0u8; 8];
+        v[..b.len()].copy_from_slice(b);
+        u64::from_le_bytes(v)
+    };
+    let (a, b) = (rd(old), rd(new));
+    let ad = ringfold_arch::paging::PTE_A | ringfold_arch::paging::PTE_D;
+    (a ^ b) & !ad != 0 || (a ^ b) & a & ad != 0
 }
 
 impl ShadowMmu {
@@ -72,6 +177,16 @@ impl ShadowMmu {
             user_top: monitor_start,
             max_user_page: 0,
             monitor_top: monitor_start,
+            by_table: HashMap::default(),
+            snapshots: HashMap::default(),
+            unsynced: HashSet::default(),
+            pae: false,
+            space: 0,
+            saved: HashMap::default(),
+            saved_pages: 0,
+            clock: 0,
+            cache_spaces: true,
+            stats: MmuStats::default(),
         }
     }
 
@@ -83,12 +198,34 @@ impl ShadowMmu {
         self.map.len()
     }
 
+    /// Pages held in saved address spaces.
+    pub fn saved_pages(&self) -> usize {
+        self.saved_pages
+    }
+
     fn read_only_phys(&self, pa: u32) -> bool {
-        self.code.contains(&pa)
+        self.code.contains(&pa) || (self.snapshots.contains_key(&pa) && !self.unsynced.contains(&pa))
     }
 
     pub fn is_code_page(&self, pa: u32) -> bool {
         self.code.contains(&pa)
+    }
+
+    /// Whether physical page `pa` is a write-protected paging structure.
+    pub fn is_protected_table(&self, pa: u32) -> bool {
+        self.snapshots.contains_key(&pa) && !self.unsynced.contains(&pa)
+    }
+
+    /// Whether physical page `pa` is a paging structure shadow mappings were derived from.
+    pub fn is_table(&self, pa: u32) -> bool {
+        self.snapshots.contains_key(&pa)
+    }
+
+    /// Sets the paging mode's entry size and the current address space (after a mode
+    /// change, which drops everything: see `flush`).
+    pub fn set_space(&mut self, cr3_key: u32, pae: bool) {
+        self.space = cr3_key;
+        self.pae = pae;
     }
 
     /// Downgrades every writable mapping of physical page `pa` to read-only.
@@ -105,6 +242,33 @@ impl ShadowMmu {
         }
     }
 
+    /// Starts write-protecting paging structure `tp` (snapshot of its contents).
+    /// Takes a new snapshot of `tp` and write-protects it.
+    fn snapshot(&mut self, h: &mut impl HostMapper, tp: u32) {
+        let mut snap = self.snapshots.remove(&tp).unwrap_or_else(|| Box::new([0u8; 4096]));
+        h.read_phys(tp << 12, &mut snap[..]);
+        self.snapshots.insert(tp, snap);
+        self.unsynced.remove(&tp);
+        self.protect_phys(h, tp);
+    }
+
+    fn mapping_of(t: &Translation, write: bool, pge: bool) -> Mapping {
+        // Host write permission: the guest entry must allow writes at every level (for a
+        // supervisor page also when CR0.WP=0 lets CPL0 write a read-only page: CPL3 never
+        // reaches supervisor pages) and D must already be set (or this write sets it).
+        let guest_w = t.rw || (!t.user && t.writable);
+        let tables = t.table_pas.map(|p| if p == NO_TABLE { NONE } else { (p >> 12) as u32 });
+        Mapping {
+            pa: (t.pa >> 12) as u32,
+            writable: false,
+            allow_w: guest_w && (t.dirty || write),
+            user: t.user,
+            global: t.global && pge,
+            tables,
+            large: if t.page_size > 4096 { t.page_base_lin >> 12 } else { NONE },
+        }
+    }
+
     /// Maps `lin_page` after a successful walk `t` for an access (`write`).
     pub fn install(&mut self, h: &mut impl HostMapper, lin_page: u32, t: &Translation, write: bool, pge: bool) {
         let pa = (t.pa >> 12) as u32;
@@ -113,36 +277,64 @@ impl ShadowMmu {
 
     /// Maps `count` pages from `lin_page` (a run inside one guest page of `t`: a large page
     /// maps contiguously, the Linux direct map case) with one host call. Pages holding
-    /// translated code in the run stay read-only.
+    /// translated code or protected paging structures stay read-only.
     #[allow(clippy::too_many_arguments)]
     pub fn install_run(&mut self, h: &mut impl HostMapper, lin_page: u32, pa: u32, count: u32, t: &Translation, write: bool, pge: bool) {
-        // Host write permission: the guest entry must allow writes at every level (for a
-        // supervisor page also when CR0.WP=0 lets CPL0 write a read-only page: CPL3 never
-        // reaches supervisor pages), D must already be set (or this write sets it), and the
-        // page must not hold translated code.
-        let guest_w = t.rw || (!t.user && t.writable);
-        let writable = guest_w && (t.dirty || write);
-        for k in 0..count {
-            if let Some(old) = self.map.remove(&(lin_page + k)) {
-                if let Some(v) = self.by_phys.get_mut(&old.pa) {
-                    v.retain(|l| *l != lin_page + k);
-                }
+        let mut m0 = Self::mapping_of(t, write, pge);
+        if m0.global {
+            // Global mappings follow the TLB rules only (INVLPG, CR4.PGE changes): they
+            // outlive the address space whose tables they were walked through.
+            m0.tables = [NONE; 3];
+        }
+        for (lv, tp) in m0.tables.into_iter().enumerate() {
+            if tp == NONE {
+                continue;
+            }
+            if !self.snapshots.contains_key(&tp) {
+                self.snapshot(h, tp);
+            } else if self.unsynced.contains(&tp) {
+                // The table was written since its snapshot: the entry this mapping comes
+                // from becomes the baseline, after dropping what came from its old value.
+                self.refresh_entry(h, tp, entry_offset(lv, lin_page, self.pae, self.space));
             }
         }
-        h.map_run(lin_page, pa, count, writable);
         for k in 0..count {
-            let (lp, p) = (lin_page + k, pa + k);
-            let w = writable && !self.read_only_phys(p);
-            if writable && !w {
-                h.protect(lp, false);
-            }
-            self.map.insert(lp, Mapping { pa: p, writable: w, user: t.user, global: t.global && pge });
-            self.by_phys.entry(p).or_default().push(lp);
-            if t.page_size > 4096 {
-                self.large.entry(t.page_base_lin >> 12).or_default().push(lp);
-            }
-            self.note_privilege(lp, t.user);
+            self.remove_entry(lin_page + k);
         }
+        h.map_run(lin_page, pa, count, m0.allow_w);
+        for k in 0..count {
+            self.insert(h, lin_page + k, Mapping { pa: pa + k, ..m0 }, m0.allow_w);
+        }
+    }
+
+    /// Records `m` at `lp`, which the host maps with write permission `host_w`; makes the
+    /// host page read-only if it must be.
+    fn insert(&mut self, h: &mut impl HostMapper, lp: u32, mut m: Mapping, host_w: bool) {
+        m.writable = m.allow_w && !self.read_only_phys(m.pa);
+        if host_w != m.writable {
+            h.protect(lp, m.writable);
+        }
+        self.map.insert(lp, m);
+        self.by_phys.entry(m.pa).or_default().push(lp);
+        if m.large != NONE {
+            self.large.entry(m.large).or_default().push(lp);
+        }
+        for tp in m.tables {
+            if tp != NONE {
+                self.by_table.entry(tp).or_default().push(lp);
+            }
+        }
+        self.note_privilege(lp, m.user);
+    }
+
+    /// Forgets `lp` (the caller unmaps or remaps it on the host).
+    fn remove_entry(&mut self, lp: u32) -> Option<Mapping> {
+        let m = self.map.remove(&lp)?;
+        if let Some(v) = self.by_phys.get_mut(&m.pa) {
+            v.retain(|l| *l != lp);
+        }
+        self.sup_low.remove(&lp);
+        Some(m)
     }
 
     /// Keeps `user_top` and the set of low supervisor pages right for a new mapping.
@@ -171,11 +363,9 @@ impl ShadowMmu {
 
     /// Removes one linear page from the host mapping.
     pub fn drop_page(&mut self, h: &mut impl HostMapper, lin_page: u32) -> bool {
-        let Some(m) = self.map.remove(&lin_page) else { return false };
-        if let Some(v) = self.by_phys.get_mut(&m.pa) {
-            v.retain(|l| *l != lin_page);
+        if self.remove_entry(lin_page).is_none() {
+            return false;
         }
-        self.sup_low.remove(&lin_page);
         h.unmap(lin_page);
         true
     }
@@ -199,27 +389,267 @@ impl ShadowMmu {
         dropped
     }
 
-    /// MOV CR3 (keep_global) or a paging mode change: drops mappings; returns the pages dropped.
-    pub fn flush(&mut self, h: &mut impl HostMapper, keep_global: bool) -> Vec<u32> {
-        let victims: Vec<u32> = self.map.iter().filter(|(_, m)| !(keep_global && m.global)).map(|(l, _)| *l).collect();
-        if !keep_global || victims.len() == self.map.len() {
-            if !self.map.is_empty() {
-                h.unmap_all();
-            }
-            self.map.clear();
-            self.sup_low.clear();
-        } else {
-            for l in &victims {
-                self.drop_page(h, *l);
+    /// CR4.PGE toggled: every current mapping goes (global ones too); saved address spaces
+    /// and paging-structure snapshots stay valid (the walks do not change).
+    pub fn drop_current(&mut self, h: &mut impl HostMapper) {
+        if !self.map.is_empty() {
+            h.unmap_all();
+        }
+        self.map.clear();
+        self.sup_low.clear();
+        self.by_phys.clear();
+        self.large.clear();
+        self.by_table.clear();
+        self.user_top = self.monitor_top;
+        self.max_user_page = 0;
+    }
+
+    /// A paging mode change (or eviction): drops every mapping, saved space and snapshot.
+    pub fn flush(&mut self, h: &mut impl HostMapper) {
+        if !self.map.is_empty() {
+            h.unmap_all();
+        }
+        self.map.clear();
+        self.sup_low.clear();
+        self.by_phys.clear();
+        self.large.clear();
+        self.by_table.clear();
+        self.snapshots.clear();
+        self.unsynced.clear();
+        self.saved.clear();
+        self.saved_pages = 0;
+        self.user_top = self.monitor_top;
+        self.max_user_page = 0;
+    }
+
+    /// A write to paging structure `tp` (a host write fault on it, or a monitor store):
+    /// lifts its protection; what changed is found at the next address-space switch.
+    pub fn table_written(&mut self, h: &mut impl HostMapper, tp: u32) {
+        if !self.snapshots.contains_key(&tp) || !self.unsynced.insert(tp) {
+            return;
+        }
+        self.stats.table_writes += 1;
+        if self.code.contains(&tp) {
+            return;
+        }
+        if let Some(lins) = self.by_phys.get(&tp) {
+            for l in lins {
+                if let Some(m) = self.map.get_mut(l) {
+                    if m.pa == tp && m.allow_w && !m.writable {
+                        m.writable = true;
+                        h.protect(*l, true);
+                    }
+                }
             }
         }
-        if !keep_global {
-            self.by_phys.clear();
-            self.large.clear();
-            self.user_top = self.monitor_top;
-            self.max_user_page = 0;
+    }
+
+    /// Drops every mapping (current and saved) derived from an entry of a written paging
+    /// structure that differs from its snapshot, and protects the structures again.
+    fn resync(&mut self, h: &mut impl HostMapper) {
+        let written: Vec<u32> = self.unsynced.drain().collect();
+        let n = self.entry_bytes();
+        let mut now = [0u8; 4096];
+        for tp in written {
+            let Some(snap) = self.snapshots.get(&tp) else { continue };
+            h.read_phys(tp << 12, &mut now);
+            if now[..] != snap[..] {
+                let changed: Vec<bool> = (0..4096 / n).map(|e| entry_changed(&snap[e * n..e * n + n], &now[e * n..e * n + n])).collect();
+                self.drop_dependents(h, tp, &|off| changed[off / n]);
+            }
+            self.snapshot(h, tp);
         }
-        victims
+    }
+
+    fn entry_bytes(&self) -> usize {
+        if self.pae { 8 } else { 4 }
+    }
+
+    /// Compares one entry (at byte `off`) of unsynced table `tp` with its snapshot; if it
+    /// changed, drops what was derived from it. The snapshot then holds the current value.
+    fn refresh_entry(&mut self, h: &mut impl HostMapper, tp: u32, off: usize) {
+        let n = self.entry_bytes();
+        let mut now = [0u8; 8];
+        h.read_phys((tp << 12) + off as u32, &mut now[..n]);
+        let Some(snap) = self.snapshots.get_mut(&tp) else { return };
+        let old = &mut snap[off..off + n];
+        // Nothing can have come from a not-present entry (demand paging: no search).
+        let was_present = old[0] & 1 != 0;
+        let changed = entry_changed(old, &now[..n]);
+        old.copy_from_slice(&now[..n]);
+        if changed && was_present {
+            self.drop_dependents(h, tp, &|o| o == off);
+        }
+    }
+
+    /// Drops every mapping, current or saved, that was derived from an entry of table
+    /// `tp` at a byte offset for which `changed` holds.
+    fn drop_dependents(&mut self, h: &mut impl HostMapper, tp: u32, changed: &dyn Fn(usize) -> bool) {
+        let (pae, space) = (self.pae, self.space);
+        let stale = |m: &Mapping, l: u32, cr3: u32| (0..3).any(|lv| m.tables[lv] == tp && changed(entry_offset(lv, l, pae, cr3)));
+        let lins = self.by_table.remove(&tp).unwrap_or_default();
+        let mut keep = Vec::with_capacity(lins.len());
+        for l in lins {
+            let Some(&m) = self.map.get(&l) else { continue };
+            if stale(&m, l, space) {
+                self.stats.stale_dropped += 1;
+                self.drop_page(h, l);
+            } else if m.tables.contains(&tp) {
+                keep.push(l);
+            }
+        }
+        keep.sort_unstable();
+        keep.dedup();
+        if !keep.is_empty() {
+            self.by_table.insert(tp, keep);
+        }
+        for (&cr3, s) in self.saved.iter_mut() {
+            let Some(idx) = s.by_table.get(&tp) else { continue };
+            for &i in idx {
+                let (l, m) = &mut s.entries[i as usize];
+                if m.pa != NONE && stale(m, *l, cr3) {
+                    m.pa = NONE;
+                    self.stats.stale_dropped += 1;
+                }
+            }
+        }
+    }
+
+    /// The walker set accessed/dirty bits in the entry at guest-physical `pa` (low byte
+    /// `low`): the snapshot takes them, so that the guest clearing them again is a change.
+    pub fn note_ad(&mut self, pa: u32, low: u8) {
+        if let Some(snap) = self.snapshots.get_mut(&(pa >> 12)) {
+            snap[(pa & 0xFFF) as usize] |= low & (ringfold_arch::paging::PTE_A | ringfold_arch::paging::PTE_D) as u8;
+        }
+    }
+
+    /// A monitor store into guest-physical page `pa` (not through a host mapping): if it
+    /// is a paging structure, compare it at the next switch.
+    pub fn note_store(&mut self, pa: u32) {
+        if self.snapshots.contains_key(&pa) {
+            self.unsynced.insert(pa);
+        }
+    }
+
+    /// MOV CR3 (`new_space`: the new CR3 with the bits that do not select tables cleared).
+    /// Global mappings stay. With `cache_spaces` the old space's other mappings are saved
+    /// and the new space's saved mappings come back; only the difference changes on the
+    /// host. Returns the linear pages whose mapping changed or went away.
+    pub fn switch_space(&mut self, h: &mut impl HostMapper, new_space: u32) -> Vec<u32> {
+        self.resync(h);
+        if new_space == self.space && self.cache_spaces {
+            // Every mapping equals what a fresh walk gives (resync): nothing to drop.
+            return Vec::new();
+        }
+        self.stats.space_switches += 1;
+        if self.snapshots.len() > MAX_TABLES {
+            let all: Vec<u32> = self.map.keys().copied().collect();
+            self.flush(h);
+            self.space = new_space;
+            return all;
+        }
+        let mut old: Vec<(u32, Mapping)> = self.map.iter().filter(|(_, m)| !m.global).map(|(l, m)| (*l, *m)).collect();
+        old.sort_unstable_by_key(|e| e.0);
+        let incoming = if self.cache_spaces { self.saved.remove(&new_space) } else { None };
+        let new: Vec<(u32, Mapping)> = match incoming {
+            Some(s) => {
+                self.saved_pages -= s.entries.len();
+                s.entries.into_iter().filter(|(_, m)| m.pa != NONE).collect()
+            }
+            None => Vec::new(),
+        };
+        // Merge the two sorted lists: same page and protection on both sides stays.
+        let same = |a: &Mapping, b: &Mapping| a.pa == b.pa && a.allow_w == b.allow_w && a.user == b.user;
+        let (mut i, mut j) = (0, 0);
+        let mut gone = Vec::new();
+        let mut add = Vec::new();
+        while i < old.len() || j < new.len() {
+            match (old.get(i), new.get(j)) {
+                (Some(o), Some(n)) if o.0 == n.0 => {
+                    if same(&o.1, &n.1) {
+                        self.stats.kept_pages += 1;
+                        // Keep the host page; the new space's record (tables) replaces the old.
+                        self.remove_entry(o.0);
+                        self.insert(h, o.0, n.1, o.1.writable);
+                    } else {
+                        gone.push(o.0);
+                        add.push(*n);
+                    }
+                    i += 1;
+                    j += 1;
+                }
+                (Some(o), Some(n)) if o.0 < n.0 => {
+                    gone.push(o.0);
+                    i += 1;
+                }
+                (Some(o), None) => {
+                    gone.push(o.0);
+                    i += 1;
+                }
+                (_, Some(n)) => {
+                    add.push(*n);
+                    j += 1;
+                }
+                (None, None) => unreachable!(),
+            }
+        }
+        // Unmap what goes, in runs of consecutive pages.
+        let mut k = 0;
+        while k < gone.len() {
+            let mut n = 1;
+            while k + n < gone.len() && gone[k + n] == gone[k] + n as u32 {
+                n += 1;
+            }
+            h.unmap_run(gone[k], n as u32);
+            k += n;
+        }
+        for l in &gone {
+            self.remove_entry(*l);
+        }
+        // Map what comes back, in runs of consecutive linear and physical pages.
+        let mut k = 0;
+        while k < add.len() {
+            let (l0, m0) = add[k];
+            let w = m0.allow_w;
+            let mut n = 1;
+            while k + n < add.len() && add[k + n].0 == l0 + n as u32 && add[k + n].1.pa == m0.pa + n as u32 && add[k + n].1.allow_w == w {
+                n += 1;
+            }
+            h.map_run(l0, m0.pa, n as u32, w);
+            for (l, m) in &add[k..k + n] {
+                self.insert(h, *l, *m, w);
+            }
+            self.stats.restored_pages += n as u64;
+            k += n;
+        }
+        if self.cache_spaces {
+            self.save(self.space, old);
+        }
+        self.space = new_space;
+        gone
+    }
+
+    /// Keeps the non-global mappings of space `cr3` for a later switch back.
+    fn save(&mut self, cr3: u32, entries: Vec<(u32, Mapping)>) {
+        if entries.is_empty() {
+            return;
+        }
+        self.clock += 1;
+        while self.saved.len() >= MAX_SAVED_SPACES || (self.saved_pages + entries.len() > MAX_SAVED_PAGES && !self.saved.is_empty()) {
+            let Some((&victim, _)) = self.saved.iter().min_by_key(|(_, s)| s.used) else { break };
+            let s = self.saved.remove(&victim).unwrap();
+            self.saved_pages -= s.entries.len();
+        }
+        let mut by_table: HashMap<u32, Vec<u32>> = HashMap::default();
+        for (i, (_, m)) in entries.iter().enumerate() {
+            for tp in m.tables {
+                if tp != NONE {
+                    by_table.entry(tp).or_default().push(i as u32);
+                }
+            }
+        }
+        self.saved_pages += entries.len();
+        self.saved.insert(cr3, Saved { entries, by_table, used: self.clock });
     }
 
     /// Physical page `pa` now holds translated code: read-only everywhere.
@@ -264,8 +694,30 @@ mod tests {
     #[derive(Default)]
     struct Rec {
         mapped: HashMap<u32, (u32, bool)>,
+        /// Guest-physical pages with content (the rest reads as zeros).
+        ram: HashMap<u32, Box<[u8; 4096]>>,
+        calls: u32,
+    }
+    impl Rec {
+        fn poke(&mut self, pa_page: u32, off: usize, v: u32) {
+            let p = self.ram.entry(pa_page).or_insert_with(|| Box::new([0; 4096]));
+            p[off..off + 4].copy_from_slice(&v.to_le_bytes());
+        }
     }
     impl HostMapper for Rec {
+        fn read_phys(&self, pa: u32, out: &mut [u8]) {
+            let off = (pa & 0xFFF) as usize;
+            match self.ram.get(&(pa >> 12)) {
+                Some(p) => out.copy_from_slice(&p[off..off + out.len()]),
+                None => out.fill(0),
+            }
+        }
+        fn map_run(&mut self, l: u32, p: u32, n: u32, w: bool) {
+            self.calls += 1;
+            for k in 0..n {
+                self.mapped.insert(l + k, (p + k, w));
+            }
+        }
         fn map(&mut self, l: u32, p: u32, w: bool) {
             self.mapped.insert(l, (p, w));
         }
@@ -343,6 +795,9 @@ mod tests {
             fn unmap_all(&mut self) {
                 self.inner.unmap_all()
             }
+            fn read_phys(&self, pa: u32, out: &mut [u8]) {
+                self.inner.read_phys(pa, out)
+            }
             fn map_run(&mut self, l: u32, p: u32, n: u32, w: bool) {
                 self.runs += 1;
                 for k in 0..n {
@@ -393,9 +848,137 @@ mod tests {
         let mut g = tr(0x8000, true, false, true, t);
         g.global = true;
         s.install(&mut h, 0xC0000, &g, true, true);
-        let dropped = s.flush(&mut h, true);
+        s.cache_spaces = false;
+        let dropped = s.switch_space(&mut h, 0x9000);
         assert_eq!(dropped.len(), 2);
         assert!(h.mapped.contains_key(&0xC0000));
         assert_eq!(s.lin_pages_of(7), Vec::<u32>::new());
+    }
+
+    /// Page-table page 2 (non-PAE): PTE of linear page `lp` at offset (lp & 0x3FF) * 4.
+    fn pte_off(lp: u32) -> usize {
+        (lp as usize & 0x3FF) * 4
+    }
+
+    #[test]
+    fn paging_structures_are_write_protected_and_written_entries_dropped_at_switch() {
+        let (mut s, mut h) = (ShadowMmu::new(0xFF00_0000), Rec::default());
+        s.set_space(0x1000, false);
+        // Page table at physical page 2, also mapped (as data) at linear page 0xC0002.
+        h.poke(2, pte_off(0x400), 0x5067);
+        h.poke(2, pte_off(0x401), 0x6067);
+        let t = [NO_TABLE, 0x1000, 0x2000];
+        s.install(&mut h, 0xC0002, &tr(0x2000, true, false, true, [NO_TABLE, 0x1000, 0x3000]), true, false);
+        assert_eq!(h.mapped[&0xC0002], (2, true));
+        s.install(&mut h, 0x400, &tr(0x5000, true, true, true, t), true, false);
+        assert_eq!(h.mapped[&0xC0002], (2, false), "page table now write-protected");
+        assert!(s.is_protected_table(2) && s.is_protected_table(1));
+        s.install(&mut h, 0x401, &tr(0x6000, true, true, true, t), true, false);
+        // The guest writes the PTE of 0x401 (host fault -> table_written): writable again.
+        s.table_written(&mut h, 2);
+        assert_eq!(h.mapped[&0xC0002], (2, true));
+        h.poke(2, pte_off(0x401), 0x7067);
+        // A/D bits newly set on 0x400's PTE do not matter.
+        h.poke(2, pte_off(0x400), 0x5067 | 0x40);
+        // MOV CR3 to the same space: the changed entry's mapping goes, the other stays.
+        assert_eq!(s.switch_space(&mut h, 0x1000), Vec::<u32>::new());
+        assert!(!h.mapped.contains_key(&0x401));
+        assert!(h.mapped.contains_key(&0x400));
+        assert_eq!(s.stats.stale_dropped, 1);
+        assert_eq!(h.mapped[&0xC0002], (2, false), "protected again after the comparison");
+        // Clearing D is a change.
+        s.table_written(&mut h, 2);
+        h.poke(2, pte_off(0x400), 0x5027);
+        s.switch_space(&mut h, 0x1000);
+        assert!(!h.mapped.contains_key(&0x400));
+    }
+
+    #[test]
+    fn saved_spaces_come_back_and_stale_saved_entries_do_not() {
+        let (mut s, mut h) = (ShadowMmu::new(0xFF00_0000), Rec::default());
+        s.set_space(0x1000, false);
+        let ta = [NO_TABLE, 0x1000, 0x2000];
+        let tb = [NO_TABLE, 0x8000, 0x9000];
+        for k in 0..4 {
+            h.poke(2, pte_off(0x400 + k), (0x10 + k) << 12 | 0x67);
+        }
+        for k in 0..4 {
+            s.install(&mut h, 0x400 + k, &tr(((0x10 + k) as u64) << 12, true, true, true, ta), true, false);
+        }
+        // Shared page (same physical page and protection in both spaces).
+        s.install(&mut h, 0x500, &tr(0x20000, false, true, true, ta), false, false);
+        // A global kernel page stays across switches.
+        let mut g = tr(0x30000, true, false, true, ta);
+        g.global = true;
+        s.install(&mut h, 0xC0030, &g, false, true);
+        // Switch to space B: A's user pages go (one host call for the run), B is empty.
+        let gone = s.switch_space(&mut h, 0x8000);
+        assert_eq!(gone.len(), 5);
+        assert!(h.mapped.contains_key(&0xC0030));
+        assert_eq!(s.saved_pages(), 5);
+        s.install(&mut h, 0x500, &tr(0x20000, false, true, true, tb), false, false);
+        s.install(&mut h, 0x600, &tr(0x21000, false, true, true, tb), false, false);
+        // While B runs, the guest rewrites A's PTE for 0x402 (through the direct map).
+        s.table_written(&mut h, 2);
+        h.poke(2, pte_off(0x402), 0x99067);
+        // Back to A: 0x400, 0x401, 0x403 are restored without faults; 0x402 is not;
+        // 0x500 is identical in both and stays; 0x600 goes.
+        h.calls = 0;
+        let gone = s.switch_space(&mut h, 0x1000);
+        assert_eq!(gone, vec![0x600]);
+        assert_eq!(h.mapped[&0x400], (0x10, true));
+        assert_eq!(h.mapped[&0x403], (0x13, true));
+        assert!(!h.mapped.contains_key(&0x402), "stale saved entry dropped");
+        assert_eq!(h.mapped[&0x500], (0x20, false));
+        assert_eq!(h.calls, 2, "two runs mapped: 0x400-0x401 and 0x403");
+        assert_eq!(s.stats.restored_pages, 3);
+        assert_eq!(s.stats.kept_pages, 1);
+        // Without the cache a switch forgets the old space.
+        s.cache_spaces = false;
+        s.switch_space(&mut h, 0x8000);
+        s.switch_space(&mut h, 0x1000);
+        assert!(!h.mapped.contains_key(&0x400));
+    }
+
+    #[test]
+    fn a_table_written_then_used_again_is_still_compared() {
+        let (mut s, mut h) = (ShadowMmu::new(0xFF00_0000), Rec::default());
+        s.set_space(0x1000, false);
+        let t = [NO_TABLE, 0x1000, 0x2000];
+        h.poke(2, pte_off(0x400), 0x5067);
+        s.install(&mut h, 0x400, &tr(0x5000, true, true, true, t), true, false);
+        s.table_written(&mut h, 2);
+        h.poke(2, pte_off(0x400), 0x8067);
+        // Another mapping derived from the (unsynced) table must not hide that change.
+        s.install(&mut h, 0x401, &tr(0x6000, true, true, true, t), true, false);
+        s.switch_space(&mut h, 0x1000);
+        assert!(!h.mapped.contains_key(&0x400));
+        // Monitor stores are noted the same way.
+        s.install(&mut h, 0x400, &tr(0x8000, true, true, true, t), true, false);
+        h.poke(2, pte_off(0x400), 0);
+        s.note_store(2);
+        s.switch_space(&mut h, 0x1000);
+        assert!(!h.mapped.contains_key(&0x400));
+    }
+
+    #[test]
+    fn a_mapping_made_from_an_intermediate_table_state_goes_when_the_entry_changes_back() {
+        let (mut s, mut h) = (ShadowMmu::new(0xFF00_0000), Rec::default());
+        s.set_space(0x1000, false);
+        let lp = 0x400; // PDE index 1 in the directory at physical page 1
+        h.poke(1, 4, 0x2067);
+        h.poke(2, pte_off(lp), 0x5067);
+        s.install(&mut h, lp, &tr(0x5000, true, true, true, [NO_TABLE, 0x1000, 0x2000]), true, false);
+        // The guest points the PDE at another table (a write fault on the directory).
+        s.table_written(&mut h, 1);
+        h.poke(1, 4, 0x3067);
+        h.poke(3, pte_off(lp), 0x6067);
+        s.invlpg(&mut h, lp << 12);
+        s.install(&mut h, lp, &tr(0x6000, true, true, true, [NO_TABLE, 0x1000, 0x3000]), true, false);
+        assert_eq!(h.mapped[&lp], (6, true));
+        // ... and back (no fault: the directory is not protected now), then MOV CR3.
+        h.poke(1, 4, 0x2067);
+        s.switch_space(&mut h, 0x1000);
+        assert!(!h.mapped.contains_key(&lp), "derived from the PDE's intermediate value");
     }
 }

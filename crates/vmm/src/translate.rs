@@ -43,6 +43,12 @@ impl Key {
     fn with_eip(&self, eip: u32) -> Key {
         Key { lin: self.cs_base.wrapping_add(eip), ..*self }
     }
+
+    /// The same key for a block with no FS/GS-prefixed memory operand: valid whatever the
+    /// FS/GS bases (processes differ in their TLS base, not in their code).
+    pub fn agnostic(&self) -> Key {
+        Key { fs_fold: None, gs_fold: None, ..*self }
+    }
 }
 
 /// Why a translator site exits to the monitor.
@@ -51,7 +57,9 @@ pub enum SiteKind {
     /// Interpret this guest instruction (sensitive, indirect branch, return, invalid).
     /// `fill`: the instruction is the miss path of an inline lookup; afterwards the monitor
     /// enters the target in that context's table.
-    Emulate(Box<Instruction>, bool),
+    /// `agnostic`: the site's block is valid in every FS/GS-fold context (see
+    /// `TCache::lookup`), so its table may only name blocks that are too.
+    Emulate(Box<Instruction>, bool, bool),
     /// x87/MMX/SSE instruction that must raise #NM or #UD in the current FPU mode.
     Fpu { eip: u32, sse: bool },
     /// A direct branch to a target without translation yet. `patch` is the TC offset of
@@ -111,6 +119,12 @@ pub struct Block {
     /// scratch state to undo before the guest instruction is interpreted instead).
     pub insns: Vec<(usize, u32, Scratch)>,
     pub live: bool,
+    /// Parked while its page is mapped elsewhere (or not at all) in the current address
+    /// space: the entry jumps to a `Dispatch` exit; the code stays for a switch back.
+    pub suspended: bool,
+    /// The entry's original bytes and its parked form (a far jump to the block's own
+    /// `Dispatch` exit), once the block has been parked.
+    entry: Option<([u8; STUB32], [u8; STUB32])>,
 }
 
 /// Counters shown with --stats and used by benchmarks.
@@ -121,6 +135,9 @@ pub struct TcStats {
     pub flushes: u64,
     pub invalidations: u64,
     pub links: u64,
+    /// Pages whose blocks were parked at an address-space switch / brought back.
+    pub suspended_pages: u64,
+    pub revived_pages: u64,
 }
 
 /// Translation cache bookkeeping.
@@ -136,10 +153,19 @@ pub struct TCache {
     pub sites: Vec<SiteKind>,
     /// Guest page -> blocks translated from it.
     pages: HashMap<u32, Vec<usize>>,
+    /// Guest page -> (physical page, blocks) parked by `suspend_page`.
+    suspended: HashMap<u32, (u32, Vec<usize>)>,
     /// Lookup table (TC offset) per translation context (`Key::context`).
     tables: HashMap<Context, usize>,
     /// Chained jumps into each block (by TC start offset).
     incoming: HashMap<usize, Vec<Incoming>>,
+    /// Links and table entries from blocks shared by all FS/GS contexts to blocks made for
+    /// one (`ctx_fold`): undone when the context changes. (rel32 position, previous rel32)
+    /// for links; table entry offsets for lookup-table entries.
+    ctx_links: Vec<(usize, u32)>,
+    ctx_entries: Vec<(usize, u32)>,
+    /// The context (shared context, FS/GS folds) those links and entries were made for.
+    ctx_owner: Option<(Context, Option<u32>, Option<u32>)>,
     pub stats: TcStats,
     exit_stub: fn(u32) -> [u8; 19],
     /// 32-bit code selector of the host's 64-bit code (far-jump target selector).
@@ -463,7 +489,7 @@ fn emit_popfd(tc: &mut [u8], at: usize, i: &Instruction, insns: &mut Vec<(usize,
     r(insns, eip, tc, &mut c, &[0x58], 8, Some(0), None, None); // pop %eax
     r(insns, eip, tc, &mut c, &[0x1F], 4, None, None, None); // pop %ds
     insns.push((c, eip, Scratch { in_seq: true, if_seq: true, ..Scratch::default() }));
-    stubs.push((c, SiteKind::Emulate(Box::new(*i), false)));
+    stubs.push((c, SiteKind::Emulate(Box::new(*i), false, false)));
     c += STUB32;
     tc[jecxz + 1] = (c - (jecxz + 2)) as u8;
     let mut b = vec![0x88, 0x05];
@@ -541,6 +567,7 @@ fn emit_lookup(
     table: u32,
     insns: &mut Vec<(usize, u32, Scratch)>,
     stubs: &mut Vec<(usize, SiteKind)>,
+    agnostic: bool,
 ) -> usize {
     let eip = i.ip32();
     let (reserve, is_call): (u8, bool) = match i.code() {
@@ -599,7 +626,7 @@ fn emit_lookup(
     if reserve != 0 {
         put(tc, &mut c, &[0x8D, 0x64, 0x24, reserve]); // lea R(%esp),%esp
     }
-    stubs.push((c, SiteKind::Emulate(Box::new(*i), true)));
+    stubs.push((c, SiteKind::Emulate(Box::new(*i), true, agnostic)));
     c += STUB32;
     tc[jecxz + 1] = (c - (jecxz + 2)) as u8;
     rec(insns, c, 3);
@@ -630,8 +657,12 @@ impl TCache {
             by_start: BTreeMap::new(),
             sites: Vec::new(),
             pages: HashMap::default(),
+            suspended: HashMap::default(),
             tables: HashMap::default(),
             incoming: HashMap::default(),
+            ctx_links: Vec::new(),
+            ctx_entries: Vec::new(),
+            ctx_owner: None,
             stats: TcStats::default(),
             exit_stub,
             host_cs64,
@@ -646,13 +677,55 @@ impl TCache {
         self.by_start.clear();
         self.sites.clear();
         self.pages.clear();
+        self.suspended.clear();
         self.tables.clear();
         self.incoming.clear();
+        self.ctx_links.clear();
+        self.ctx_entries.clear();
+        self.ctx_owner = None;
         self.stats.flushes += 1;
     }
 
+    /// The translation for `key`: one made for its FS/GS bases, or one that needs none.
     pub fn lookup(&self, key: &Key) -> Option<u32> {
-        self.map.get(key).map(|off| self.host_base + *off as u32)
+        let off = match self.map.get(key) {
+            Some(o) => Some(o),
+            None if key.gs_fold.is_some() || key.fs_fold.is_some() => self.map.get(&key.agnostic()),
+            None => None,
+        };
+        off.map(|off| self.host_base + *off as u32)
+    }
+
+    /// Whether the translation at `host` is valid in every FS/GS-fold context of `key`.
+    pub fn is_agnostic(&self, key: &Key, host: u32) -> bool {
+        self.map.get(&key.agnostic()).is_some_and(|o| self.host_base + *o as u32 == host)
+    }
+
+    /// Whether the block at `key` (up to its first control transfer, within its page) has
+    /// a memory operand that `fold_segment` would rewrite with the FS/GS base.
+    fn needs_fold(key: &Key, fetch: &mut impl FnMut(u32, &mut [u8]) -> usize, max_insns: usize) -> bool {
+        let mut eip = key.eip();
+        for _ in 0..max_insns {
+            let lin = key.cs_base.wrapping_add(eip);
+            if lin >> 12 != key.lin >> 12 {
+                return false;
+            }
+            let mut bytes = [0u8; 16];
+            let valid = fetch(lin, &mut bytes).min(16);
+            let mut dec = Decoder::with_ip(32, &bytes[..valid], eip as u64, DecoderOptions::NONE);
+            let i = dec.decode();
+            if dec.last_error() != iced_x86::DecoderError::None {
+                return false;
+            }
+            if fold_segment(&i, key).is_some() {
+                return true;
+            }
+            if i.flow_control() != FlowControl::Next {
+                return false;
+            }
+            eip = eip.wrapping_add(i.len() as u32);
+        }
+        false
     }
 
     /// Linear pages that currently hold translated code.
@@ -715,6 +788,60 @@ impl TCache {
         t
     }
 
+    /// The FS/GS-fold context about to run (before every entry): links and table entries
+    /// from shared blocks into another context's blocks are undone.
+    /// Only code of the same shared context can reach them (CPL0 code, for one, cannot).
+    pub fn set_fold_context(&mut self, tc: &mut [u8], key: &Key) {
+        match self.ctx_owner {
+            Some((ctx, fs, gs)) if ctx == key.agnostic().context() && (fs, gs) != (key.fs_fold, key.gs_fold) => self.undo_ctx(tc),
+            _ => {}
+        }
+    }
+
+    /// Makes `key`'s context the owner of context-only links (undoing another owner's).
+    fn own_ctx(&mut self, tc: &mut [u8], key: &Key) {
+        let owner = (key.agnostic().context(), key.fs_fold, key.gs_fold);
+        if self.ctx_owner != Some(owner) {
+            self.undo_ctx(tc);
+            self.ctx_owner = Some(owner);
+        }
+    }
+
+    fn undo_ctx(&mut self, tc: &mut [u8]) {
+        self.ctx_owner = None;
+        for (pos, rel) in std::mem::take(&mut self.ctx_links) {
+            self.write_rel32(tc, pos, rel);
+        }
+        for (e, i) in std::mem::take(&mut self.ctx_entries) {
+            tc[e..e + 4].copy_from_slice(&(i + 1).wrapping_neg().to_le_bytes());
+            tc[e + 4..e + 8].copy_from_slice(&0u32.to_le_bytes());
+        }
+    }
+
+    /// Chains the link at `patch` of a block shared by all FS/GS contexts to `target_host`,
+    /// a block made for the current context only: undone when the context changes.
+    pub fn patch_link_ctx(&mut self, tc: &mut [u8], patch: usize, cur: &Key) -> Option<()> {
+        self.own_ctx(tc, cur);
+        let mut b = [0u8; 4];
+        b.copy_from_slice(tc.get(patch..patch + 4)?);
+        self.ctx_links.push((patch, u32::from_le_bytes(b)));
+        Some(())
+    }
+
+    /// Enters `host` (a block for the current FS/GS context) in the shared context's table
+    /// of `key`: undone when the context changes.
+    pub fn fill_table_ctx(&mut self, tc: &mut [u8], key: &Key, host: u32) {
+        self.own_ctx(tc, key);
+        let ctx = key.agnostic().context();
+        if let Some(&t) = self.tables.get(&ctx) {
+            let i = key.eip() as usize & (TABLE_ENTRIES - 1);
+            let e = t + i * 8;
+            tc[e..e + 4].copy_from_slice(&key.eip().wrapping_neg().to_le_bytes());
+            tc[e + 4..e + 8].copy_from_slice(&host.to_le_bytes());
+            self.ctx_entries.push((e, i as u32));
+        }
+    }
+
     /// Records that guest EIP `eip` of context `key` is translated at `host` in the lookup
     /// table used by that context's inline RET/JMP/CALL sequences.
     pub fn fill_table(&mut self, tc: &mut [u8], key: &Key, host: u32) {
@@ -736,52 +863,190 @@ impl TCache {
         tc[stub_at..stub_at + STUB64].copy_from_slice(&(self.exit_stub)(site));
     }
 
-    /// Overwrites the entry of every live block translated from guest page `page` with an
-    /// exit that re-translates (stale chained jumps into it then reach the monitor).
-    /// Returns how many blocks died.
-    pub fn invalidate_page(&mut self, tc: &mut [u8], page: u32) -> usize {
-        let Some(list) = self.pages.remove(&page) else { return 0 };
-        let mut n = 0;
-        for bi in list {
-            if !self.blocks[bi].live {
+    /// Overwrites the entry of block `bi` with a far jump to its `Dispatch` exit (made on
+    /// first use, the original bytes kept). False if the cache has no room for the exit.
+    fn park(&mut self, tc: &mut [u8], bi: usize) -> bool {
+        let start = self.blocks[bi].start;
+        if let Some((orig, parked)) = self.blocks[bi].entry.as_mut() {
+            // The entry may have been re-chained since the last park.
+            orig.copy_from_slice(&tc[start..start + STUB32]);
+            tc[start..start + STUB32].copy_from_slice(parked);
+            return true;
+        }
+        if self.top + STUB64 + 16 > self.size {
+            return false;
+        }
+        let mut orig = [0u8; STUB32];
+        orig.copy_from_slice(&tc[start..start + STUB32]);
+        let stub_at = self.top;
+        self.top += STUB64 + 5;
+        let key = self.blocks[bi].key;
+        self.emit_exit(tc, start, stub_at, SiteKind::Dispatch { key });
+        let mut parked = [0u8; STUB32];
+        parked.copy_from_slice(&tc[start..start + STUB32]);
+        self.blocks[bi].entry = Some((orig, parked));
+        true
+    }
+
+    /// Kills block `bi` (live or parked) for good: its entry exits to re-translate, and
+    /// chained jumps into it go back to link stubs, so that they are re-chained to the new
+    /// translation on first use instead of exiting forever. False if the cache had to be
+    /// flushed (no room for stubs).
+    fn kill_block(&mut self, tc: &mut [u8], bi: usize) -> bool {
+        let b = &self.blocks[bi];
+        if !b.live && !b.suspended {
+            return true;
+        }
+        let (key, start, was_live) = (b.key, b.start, b.live);
+        self.blocks[bi].live = false;
+        self.blocks[bi].suspended = false;
+        if self.map.get(&key) == Some(&start) {
+            self.map.remove(&key);
+        }
+        let incoming = self.incoming.remove(&start).unwrap_or_default();
+        if self.top + STUB64 + 16 + incoming.len() * (STUB32 + STUB64) > self.size || (was_live && !self.park(tc, bi)) {
+            self.flush();
+            return false;
+        }
+        for l in incoming {
+            let from = &self.blocks[l.from_block];
+            if !from.live && !from.suspended {
                 continue;
             }
-            let b = self.blocks[bi].clone();
-            self.blocks[bi].live = false;
-            if self.map.get(&b.key) == Some(&b.start) {
-                self.map.remove(&b.key);
+            let at = self.top;
+            self.top += STUB32 + STUB64;
+            self.emit_exit(tc, at, at + STUB32, SiteKind::Link {
+                target: l.target,
+                branch_eip: l.branch_eip,
+                patch: l.pos,
+                undo_push: l.undo_push,
+            });
+            let rel = (self.host_base + at as u32).wrapping_sub(self.host_base + l.pos as u32 + 4);
+            self.write_rel32(tc, l.pos, rel);
+        }
+        self.stats.invalidations += 1;
+        true
+    }
+
+    /// Kills every block translated from guest page `page` (live or parked). Returns how
+    /// many blocks died (the cache may have been flushed instead: see `stats.flushes`).
+    pub fn invalidate_page(&mut self, tc: &mut [u8], page: u32) -> usize {
+        let mut list = self.pages.remove(&page).unwrap_or_default();
+        if let Some((_, parked)) = self.suspended.remove(&page) {
+            list.extend(parked);
+        }
+        let mut n = 0;
+        for bi in list {
+            if !self.blocks[bi].live && !self.blocks[bi].suspended {
+                continue;
             }
-            let incoming = self.incoming.remove(&b.start).unwrap_or_default();
-            let need = STUB64 + 16 + incoming.len() * (STUB32 + STUB64);
-            if self.top + need > self.size {
-                // No room for stubs: the caller flushes everything instead.
-                self.flush();
+            if !self.kill_block(tc, bi) {
                 return n + 1;
-            }
-            let stub_at = self.top;
-            self.top += STUB64 + 5;
-            self.emit_exit(tc, b.start, stub_at, SiteKind::Dispatch { key: b.key });
-            // Chained jumps into the dead block go back to link stubs, so that they are
-            // re-chained to the new translation on first use instead of exiting forever.
-            for l in incoming {
-                if !self.blocks[l.from_block].live {
-                    continue;
-                }
-                let at = self.top;
-                self.top += STUB32 + STUB64;
-                self.emit_exit(tc, at, at + STUB32, SiteKind::Link {
-                    target: l.target,
-                    branch_eip: l.branch_eip,
-                    patch: l.pos,
-                    undo_push: l.undo_push,
-                });
-                let rel = (self.host_base + at as u32).wrapping_sub(self.host_base + l.pos as u32 + 4);
-                tc[l.pos..l.pos + 4].copy_from_slice(&rel.to_le_bytes());
             }
             n += 1;
         }
-        self.stats.invalidations += n as u64;
         n
+    }
+
+    /// The current address space maps guest page `page` elsewhere or not at all: parks its
+    /// blocks (kept for `revive_page` while physical page `pa` holds the same code). Blocks
+    /// that straddle into the next page die instead.
+    pub fn suspend_page(&mut self, tc: &mut [u8], page: u32, pa: u32) {
+        let Some(list) = self.pages.remove(&page) else { return };
+        let mut parked = match self.suspended.remove(&page) {
+            Some((p, old)) if p == pa => old,
+            Some((_, old)) => {
+                for bi in old {
+                    if !self.kill_block(tc, bi) {
+                        return;
+                    }
+                }
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        for bi in list {
+            let b = &self.blocks[bi];
+            if !b.live {
+                continue;
+            }
+            let straddles = b.lin_end != b.key.lin && b.lin_end.wrapping_sub(1) >> 12 != page;
+            let (key, start) = (b.key, b.start);
+            if straddles || b.key.lin >> 12 != page {
+                if !self.kill_block(tc, bi) {
+                    return;
+                }
+                continue;
+            }
+            if !self.park(tc, bi) {
+                self.flush();
+                return;
+            }
+            if self.map.get(&key) == Some(&start) {
+                self.map.remove(&key);
+            }
+            self.blocks[bi].live = false;
+            self.blocks[bi].suspended = true;
+            parked.push(bi);
+        }
+        self.stats.suspended_pages += 1;
+        self.suspended.insert(page, (pa, parked));
+    }
+
+    /// The physical page behind parked guest page `page`, and whether any of its blocks
+    /// runs at CPL3 (the check before `revive_page` must then be a user fetch).
+    pub fn suspended(&self, page: u32) -> Option<(u32, bool)> {
+        let (pa, list) = self.suspended.get(&page)?;
+        Some((*pa, list.iter().any(|&bi| self.blocks[bi].key.cpl == 3)))
+    }
+
+    /// Whether any live block of `page` runs at CPL3.
+    pub fn page_user(&self, page: u32) -> bool {
+        self.pages.get(&page).is_some_and(|l| l.iter().any(|&bi| self.blocks[bi].live && self.blocks[bi].key.cpl == 3))
+    }
+
+    /// Guest page `page` maps the same physical page again: its parked blocks run again.
+    pub fn revive_page(&mut self, tc: &mut [u8], page: u32) {
+        let Some((_, list)) = self.suspended.remove(&page) else { return };
+        for bi in list {
+            let b = &self.blocks[bi];
+            if !b.suspended {
+                continue;
+            }
+            let (key, start) = (b.key, b.start);
+            if self.map.contains_key(&key) {
+                // Translated afresh meanwhile (cannot normally happen): this copy dies.
+                if !self.kill_block(tc, bi) {
+                    return;
+                }
+                continue;
+            }
+            if let Some((orig, _)) = self.blocks[bi].entry {
+                tc[start..start + STUB32].copy_from_slice(&orig);
+            }
+            self.blocks[bi].suspended = false;
+            self.blocks[bi].live = true;
+            self.map.insert(key, start);
+            self.pages.entry(page).or_default().push(bi);
+        }
+        self.stats.revived_pages += 1;
+    }
+
+    /// Patches a chained jump's rel32 at `pos`. A parked block's entry holds its far jump
+    /// to the dispatch exit: bytes that fall there go to the saved original entry instead.
+    fn write_rel32(&mut self, tc: &mut [u8], pos: usize, rel: u32) {
+        let bytes = rel.to_le_bytes();
+        let parked = self.block_at(pos).filter(|&bi| !self.blocks[bi].live && self.blocks[bi].entry.is_some());
+        for (k, b) in bytes.into_iter().enumerate() {
+            let p = pos + k;
+            match parked {
+                Some(bi) if p < self.blocks[bi].start + STUB32 => {
+                    let start = self.blocks[bi].start;
+                    self.blocks[bi].entry.as_mut().unwrap().0[p - start] = b;
+                }
+                _ => tc[p] = b,
+            }
+        }
     }
 
     /// The block whose code contains TC offset `off`.
@@ -794,7 +1059,7 @@ impl TCache {
     /// cached translation of `target`), remembering the chain for invalidation.
     pub fn patch_link(&mut self, tc: &mut [u8], patch: usize, target_host: u32, target: Key, branch_eip: u32, undo_push: bool) {
         let rel = target_host.wrapping_sub(self.host_base + patch as u32 + 4);
-        tc[patch..patch + 4].copy_from_slice(&rel.to_le_bytes());
+        self.write_rel32(tc, patch, rel);
         self.stats.links += 1;
         if let Some(from_block) = self.block_at(patch) {
             let t = (target_host - self.host_base) as usize;
@@ -841,6 +1106,8 @@ impl TCache {
         if self.top + MAX_BLOCK_BYTES + TABLE_BYTES > self.size {
             self.flush();
         }
+        // Blocks that touch no FS/GS-prefixed memory are shared by every process.
+        let key = if (key.gs_fold.is_some() || key.fs_fold.is_some()) && !Self::needs_fold(&key, &mut fetch, max_insns) { key.agnostic() } else { key };
         // The context's lookup table is allocated before the block (never inside it).
         let table = self.host_base + self.table_for(tc, &key) as u32;
         let start = self.top;
@@ -964,7 +1231,7 @@ impl TCache {
                     ended = true;
                 }
                 Class::Emulate => {
-                    stubs.push((code, SiteKind::Emulate(Box::new(i), false)));
+                    stubs.push((code, SiteKind::Emulate(Box::new(i), false, false)));
                     code += STUB32;
                     ended = true;
                 }
@@ -1030,7 +1297,7 @@ impl TCache {
                 }
                 Class::Ret | Class::IndirectJmp | Class::IndirectCall => {
                     insns.pop();
-                    code = emit_lookup(tc, code, &i, table, &mut insns, &mut stubs);
+                    code = emit_lookup(tc, code, &i, table, &mut insns, &mut stubs, key.gs_fold.is_none() && key.fs_fold.is_none());
                     ended = true;
                 }
             }
@@ -1086,7 +1353,7 @@ impl TCache {
             self.incoming.entry(t).or_default().push(Incoming { pos, target, branch_eip, undo_push, from_block: block_index });
         }
         if !register {
-            self.blocks.push(Block { key, start, end, lin_end, insns, live: false });
+            self.blocks.push(Block { key, start, end, lin_end, insns, live: false, suspended: false, entry: None });
             self.by_start.insert(start, block_index);
             return Ok(self.host_base + start as u32);
         }
@@ -1101,7 +1368,7 @@ impl TCache {
             }
             p = p.wrapping_add(1);
         }
-        self.blocks.push(Block { key, start, end, lin_end, insns, live: true });
+        self.blocks.push(Block { key, start, end, lin_end, insns, live: true, suspended: false, entry: None });
         self.by_start.insert(start, block_index);
         self.map.insert(key, start);
         Ok(self.host_base + start as u32)

@@ -63,11 +63,15 @@ impl Memory for HostMemory {
             if self.mmu.is_code_page(p) {
                 self.code_dirty.push(p);
             }
+            self.mmu.note_store(p);
         }
     }
 
     fn write_ad(&mut self, pa: u32, data: &[u8]) {
         self.copy_in(pa, data);
+        if let Some(&low) = data.first() {
+            self.mmu.note_ad(pa, low);
+        }
     }
 
     fn is_ram(&self, pa: u32) -> bool {
@@ -96,6 +100,19 @@ impl HostMapper for Mapper<'_> {
     fn map_run(&mut self, l: u32, p: u32, n: u32, w: bool) {
         if let Err(e) = self.space.map_guest_run(l << 12, p << 12, n << 12, w) {
             self.err.get_or_insert(e);
+        }
+    }
+    fn unmap_run(&mut self, l: u32, n: u32) {
+        if let Err(e) = self.space.unmap_guest(l << 12, n << 12) {
+            self.err.get_or_insert(e);
+        }
+    }
+    fn read_phys(&self, pa: u32, out: &mut [u8]) {
+        let ram = self.space.ram();
+        let start = pa as usize;
+        match ram.get(start..start + out.len()) {
+            Some(p) => out.copy_from_slice(p),
+            None => out.fill(0xFF),
         }
     }
     fn unmap_all(&mut self) {
@@ -218,6 +235,8 @@ pub struct Vm {
     single_once: bool,
     /// Physical page of translated code -> linear pages it was translated at.
     code_lin: HashMap<u32, HashSet<u32>>,
+    /// Linear code page -> the physical page its translations came from (with paging).
+    code_pa: HashMap<u32, u32>,
     /// Linear code pages whose translation is global (survives MOV CR3).
     global_code: HashSet<u32>,
     /// A page made host-writable for one instruction only (see `shadow_fault`).
@@ -272,6 +291,7 @@ impl Vm {
             stats: VmStats::default(),
             single_once: false,
             code_lin: HashMap::default(),
+            code_pa: HashMap::default(),
             global_code: HashSet::default(),
             unmap_after_single: None,
             large_code_pages: HashSet::default(),
@@ -295,6 +315,16 @@ impl Vm {
 
     pub fn tc_stats(&self) -> crate::translate::TcStats {
         self.tc.stats
+    }
+
+    pub fn mmu_stats(&self) -> crate::mmu::MmuStats {
+        self.m.mem.mmu.stats
+    }
+
+    /// Whether MOV CR3 keeps the old address space's shadow for a later switch back (on by
+    /// default; benchmarks turn it off to compare).
+    pub fn set_shadow_cache(&mut self, on: bool) {
+        self.m.mem.mmu.cache_spaces = on;
     }
 
     /// Installs the seccomp filter: from here on the process can make no system call from
@@ -330,35 +360,43 @@ impl Vm {
         }
     }
 
+    /// The current address space as the shadow MMU names it: CR3 without the bits that do
+    /// not select the top-level table.
+    fn space_key(&self) -> u32 {
+        self.m.cpu.cr3 & if self.m.cpu.cr4 & cr4::PAE != 0 { !0x1F } else { !0xFFF }
+    }
+
     /// Applies what happened since the last entry: translation changes (MOV CR3, INVLPG,
     /// paging mode changes) and monitor writes to code or page-table pages.
     fn sync(&mut self) -> Result<(), Stop> {
         for ev in std::mem::take(&mut self.m.tlb_events) {
             match ev {
                 TlbEvent::FlushAll => self.flush_all()?,
+                TlbEvent::FlushGlobal => {
+                    self.m.mem.with_mmu(|mmu, mp| mmu.drop_current(mp))?;
+                    // Translations are parked, not dropped: most code maps where it did.
+                    self.global_code.clear();
+                    self.switch_code()?;
+                }
                 TlbEvent::FlushNonGlobal => {
-                    self.m.mem.with_mmu(|mmu, mp| mmu.flush(mp, true))?;
-                    let pages = self.tc.code_pages();
-                    for lp in pages {
-                        if !self.global_code.contains(&lp) {
-                            self.invalidate_lin(lp)?;
-                        }
-                    }
+                    let space = self.space_key();
+                    self.m.mem.with_mmu(|mmu, mp| mmu.switch_space(mp, space))?;
+                    self.switch_code()?;
                 }
                 TlbEvent::Invlpg(l) => {
                     let mut pages = self.m.mem.with_mmu(|mmu, mp| mmu.invlpg(mp, l))?;
                     pages.push(l >> 12);
                     // Translations of code in a large page go with the whole page.
-                    for lp in self.tc.code_pages() {
-                        let (b4, b2) = (l & !0x3F_FFFF, l & !0x1F_FFFF);
+                    let (b4, b2) = (l & !0x3F_FFFF, l & !0x1F_FFFF);
+                    for &lp in &self.large_code_pages {
                         let a = lp << 12;
-                        if (a & !0x3F_FFFF == b4 || a & !0x1F_FFFF == b2) && !pages.contains(&lp) && self.large_code(lp) {
+                        if (a & !0x3F_FFFF == b4 || a & !0x1F_FFFF == b2) && !pages.contains(&lp) {
                             pages.push(lp);
                         }
                     }
                     for lp in pages {
                         self.global_code.remove(&lp);
-                        self.invalidate_lin(lp)?;
+                        self.park_lin(lp)?;
                     }
                 }
             }
@@ -369,9 +407,73 @@ impl Vm {
         Ok(())
     }
 
-    /// Whether linear code page `lp` was translated from a large guest page.
-    fn large_code(&self, lp: u32) -> bool {
-        self.large_code_pages.contains(&lp)
+    /// MOV CR3: translations of non-global code pages stay live where the new address
+    /// space maps the page to the same physical page (executable, accessed); the others
+    /// are parked, to be revived when the page maps that physical page again (processes
+    /// running the same program share code pages).
+    fn switch_code(&mut self) -> Result<(), Stop> {
+        for lp in self.tc.code_pages() {
+            if self.global_code.contains(&lp) {
+                continue;
+            }
+            let Some(&pa) = self.code_pa.get(&lp) else {
+                self.invalidate_lin(lp)?;
+                continue;
+            };
+            let user = self.tc.page_user(lp);
+            let acc = ringfold_arch::paging::Access { write: false, user, fetch: true };
+            let same = self.m.peek_walk(lp << 12, acc).is_ok_and(|t| (t.pa >> 12) as u32 == pa && t.leaf_entry & ringfold_arch::paging::PTE_A != 0);
+            if !same {
+                let flushes = self.tc.stats.flushes;
+                self.park_lin(lp)?;
+                if self.tc.stats.flushes != flushes {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Before translating at `key`: parked blocks of its page come back if the page maps
+    /// the physical page they were translated from, else they die.
+    fn revive_code(&mut self, key: &Key) -> Result<(), Stop> {
+        let lp = key.lin >> 12;
+        let Some((pa, user)) = self.tc.suspended(lp) else { return Ok(()) };
+        let acc = ringfold_arch::paging::Access { write: false, user: user || key.cpl == 3, fetch: true };
+        let same = match self.m.mem.host_paged.then(|| self.m.walk(lp << 12, acc)) {
+            Some(Ok(t)) => (t.pa >> 12) as u32 == pa,
+            // Not mapped (yet: demand paging): the fetch faults and the guest maps the
+            // page, usually the same physical page again. Stay parked.
+            Some(Err(_)) => return Ok(()),
+            None => false,
+        };
+        let flushes = self.tc.stats.flushes;
+        let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+        if same {
+            self.tc.revive_page(tc, lp);
+        } else {
+            self.tc.invalidate_page(tc, lp);
+        }
+        if self.tc.stats.flushes != flushes {
+            return self.forget_code();
+        }
+        if same {
+            self.protect_code_page(lp)?;
+        }
+        Ok(())
+    }
+
+    /// The mapping of linear page `lp` may have changed (INVLPG): its translations are
+    /// parked, to come back if it maps the same physical page when next executed.
+    fn park_lin(&mut self, lp: u32) -> Result<(), Stop> {
+        let Some(&pa) = self.code_pa.get(&lp) else { return self.invalidate_lin(lp) };
+        let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+        let flushes = self.tc.stats.flushes;
+        self.tc.suspend_page(tc, lp, pa);
+        if self.tc.stats.flushes != flushes {
+            self.forget_code()?;
+        }
+        Ok(())
     }
 
     /// Drops the translations made from linear page `lp`.
@@ -407,6 +509,7 @@ impl Vm {
             }
         }
         self.m.mem.mmu.clear_code();
+        self.code_pa.clear();
         self.global_code.clear();
         self.large_code_pages.clear();
         Ok(())
@@ -415,7 +518,11 @@ impl Vm {
     /// Paging mode change: all shadow mappings and translations go; the host view follows
     /// CR0.PG (identity RAM view when paging is off).
     fn flush_all(&mut self) -> Result<(), Stop> {
-        self.m.mem.with_mmu(|mmu, mp| mmu.flush(mp, false))?;
+        let (space, pae) = (self.space_key(), self.m.cpu.cr4 & cr4::PAE != 0);
+        self.m.mem.with_mmu(|mmu, mp| {
+            mmu.flush(mp);
+            mmu.set_space(space, pae);
+        })?;
         self.forget_code()?;
         self.tc.flush();
         let paged = self.m.cpu.cr0 & cr0::PG != 0;
@@ -431,6 +538,10 @@ impl Vm {
     /// block), and protects the physical pages its code came from.
     fn translate_with(&mut self, key: Key, once: bool) -> Result<u32, Stop> {
         if !once {
+            if let Some(h) = self.tc.lookup(&key) {
+                return Ok(h);
+            }
+            self.revive_code(&key)?;
             if let Some(h) = self.tc.lookup(&key) {
                 return Ok(h);
             }
@@ -493,6 +604,7 @@ impl Vm {
             return Ok(());
         }
         self.code_lin.entry(pa).or_default().insert(lp);
+        self.code_pa.insert(lp, pa);
         if global {
             self.global_code.insert(lp);
         }
@@ -601,6 +713,8 @@ impl Vm {
                 return Err(Stop::Unsupported { eip: self.m.cpu.eip, what: TranslateError::Code16.to_string() });
             }
             let key = self.key();
+            let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+            self.tc.set_fold_context(tc, &key);
             let once = std::mem::take(&mut self.single_once);
             let h = self.translate_with(key, once)?;
             if once {
@@ -730,8 +844,8 @@ impl Vm {
         };
         // Copy what is needed out of the site without allocating (this is the hot path).
         let kind = match kind {
-            SiteKind::Emulate(i, fill) => {
-                let (i, fill): (iced_x86::Instruction, bool) = (**i, *fill);
+            SiteKind::Emulate(i, fill, agnostic) => {
+                let (i, fill, agnostic): (iced_x86::Instruction, bool, bool) = (**i, *fill, *agnostic);
                 self.m.cpu.eip = i.ip32();
                 let from = self.key();
                 self.m.exec(&i)?;
@@ -744,9 +858,16 @@ impl Vm {
                     {
                         let flushes = self.tc.stats.flushes;
                         let h = self.translate(to)?;
+                        // A block shared by all FS/GS contexts uses the shared table, which
+                        // may only name blocks that are shared too.
+                        let table = if agnostic { to.agnostic() } else { to };
                         if self.tc.stats.flushes == flushes && self.tc.lookup(&to) == Some(h) {
                             let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
-                            self.tc.fill_table(tc, &to, h);
+                            if !agnostic || self.tc.is_agnostic(&to, h) {
+                                self.tc.fill_table(tc, &table, h);
+                            } else {
+                                self.tc.fill_table_ctx(tc, &to, h);
+                            }
                         }
                     }
                 }
@@ -795,12 +916,20 @@ impl Vm {
                 // An invalidated block was entered (through a lookup-table entry or a
                 // chain): translate it afresh and repair the table entry, so that returns
                 // and indirect jumps to it do not keep exiting here.
+                // The block may have been shared by all FS/GS contexts: translate for the
+                // current one, and repair the table only with a block valid for the key.
                 self.m.cpu.eip = key.eip();
+                let cur = self.key();
                 let flushes = self.tc.stats.flushes;
-                let h = self.translate(key)?;
-                if self.tc.stats.flushes == flushes && self.tc.lookup(&key) == Some(h) {
+                let same_ctx = cur.agnostic() == key.agnostic();
+                let h = self.translate(if same_ctx { cur } else { key })?;
+                if self.tc.stats.flushes == flushes {
                     let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
-                    self.tc.fill_table(tc, &key, h);
+                    if self.tc.lookup(&key) == Some(h) {
+                        self.tc.fill_table(tc, &key, h);
+                    } else if same_ctx && key == key.agnostic() && self.tc.lookup(&cur) == Some(h) {
+                        self.tc.fill_table_ctx(tc, &cur, h);
+                    }
                 }
                 Ok(())
             }
@@ -813,13 +942,21 @@ impl Vm {
                     return self.m.raise(Fault::gp(0));
                 }
                 self.m.cpu.eip = target.eip();
-                let h = self.translate(target)?;
+                let cur = self.key();
+                let same_ctx = cur.agnostic() == target.agnostic();
+                let h = self.translate(if same_ctx { cur } else { target })?;
                 // The site may belong to a block flushed by that translation, and only a
-                // cached translation may be chained to.
-                if self.tc.lookup(&target) == Some(h)
-                    && self.tc.sites.get(site).is_some_and(|s| matches!(s, SiteKind::Link { patch: p, .. } if *p == patch))
-                {
+                // cached translation may be chained to. A block shared by all FS/GS
+                // contexts chains to one made for the current context only until the
+                // context changes.
+                let site_ok = self.tc.sites.get(site).is_some_and(|s| matches!(s, SiteKind::Link { patch: p, .. } if *p == patch));
+                let valid = self.tc.lookup(&target) == Some(h);
+                let ctx_only = !valid && same_ctx && target == target.agnostic() && self.tc.lookup(&cur) == Some(h);
+                if site_ok && (valid || ctx_only) {
                     let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+                    if ctx_only {
+                        self.tc.patch_link_ctx(tc, patch, &cur);
+                    }
                     self.tc.patch_link(tc, patch, h, target, branch_eip, undo_push);
                 }
                 Ok(())
@@ -921,6 +1058,11 @@ impl Vm {
         }
         let pa = (t.pa >> 12) as u32;
         let r = (|| {
+            if acc.write && self.m.mem.mmu.is_table(pa) {
+                // A paging structure a shadow mapping came from: the write goes ahead;
+                // what it changed is compared at the next address-space switch.
+                self.m.mem.with_mmu(|mmu, mp| mmu.table_written(mp, pa))?;
+            }
             if acc.write && self.m.mem.mmu.is_code_page(pa) {
                 // Self-modifying code: drop the translations; the store runs from a
                 // one-shot translation so that re-translating cannot re-protect the page
@@ -935,7 +1077,11 @@ impl Vm {
                 // the worst case every page is its own host VMA). Dropping shadow mappings is
                 // invisible to the guest: they refault from its page tables.
                 self.stats.evictions += 1;
-                self.m.mem.with_mmu(|mmu, mp| mmu.flush(mp, false))?;
+                let (space, pae) = (self.space_key(), self.m.cpu.cr4 & cr4::PAE != 0);
+                self.m.mem.with_mmu(|mmu, mp| {
+                    mmu.flush(mp);
+                    mmu.set_space(space, pae);
+                })?;
             }
             let pge = self.m.cpu.cr4 & cr4::PGE != 0;
             let lp = lin >> 12;
