@@ -3,9 +3,10 @@
 //! A guest at CPL0 with 32-bit paging writes one word to each of N pages of a working set
 //! mapped with 4 KiB PTEs at linear 0x40000000. Reports:
 //! * the cost of a shadow fault (a guest touch of a page not yet mapped on the host);
-//! * the cost of a guest CR3 switch between two address spaces of N touched pages each
-//!   (every switch drops the non-global shadow mappings, so each space refaults its pages;
-//!   there is no shadow cache across CR3 reloads yet);
+//! * the cost of a guest CR3 switch between two address spaces of N touched pages each,
+//!   without the shadow cache (every switch drops the old space's mappings, so each space
+//!   refaults its pages) and with it (the old space is saved, the new one restored from
+//!   its saved mappings: host mmap calls for runs, no faults);
 //! * the number of host VMAs (lines of /proc/self/maps) at a 512 MiB working set, with
 //!   linear and physical pages lined up (the kernel merges adjacent file mappings) and with
 //!   a scattered physical layout (one VMA per page).
@@ -133,10 +134,18 @@ fn main() {
         build(&mut vm, PD_A, PTS, pages, |i| FRAMES + i * 4096);
         build(&mut vm, PD_B, PTS + 0x8_0000, pages, |i| FRAMES + 0x0100_0000 + i * 4096);
         let switches = 200u32;
-        let t = run(&mut vm, &touch_loop(true), switches, pages, true);
-        println!("CR3 switch between two spaces of {pages} touched pages: {} cycles per switch (no shadow cache: every switch refaults the pages)",
-            t / switches as u64);
+        let mut per = [0u64; 2];
+        for (k, cache) in [false, true].into_iter().enumerate() {
+            vm.set_shadow_cache(cache);
+            let faults = vm.stats.shadow_faults;
+            per[k] = run(&mut vm, &touch_loop(true), switches, pages, true) / switches as u64;
+            let f = vm.stats.shadow_faults - faults;
+            println!("CR3 switch between two spaces of {pages} touched pages, {} shadow cache: {} cycles per switch ({f} shadow faults in {switches} switches)",
+                if cache { "with" } else { "without" }, per[k]);
+        }
+        println!("  shadow cache speed-up at {pages} pages: {:.1}x; {:?}", per[0] as f64 / per[1].max(1) as f64, vm.mmu_stats());
     }
+    vm.set_shadow_cache(true);
 
     // The same touch loop over 64 MiB mapped by 4 MiB PSE pages: one shadow fault maps a
     // whole large page (the Linux direct-map case).
