@@ -1128,7 +1128,7 @@ impl Vm {
         let ram_pages = self.m.mem.ram_size >> 12;
         let dirty = t.dirty || acc.write;
         let mut n = 1u32;
-        while n < 16 && (lp + n) % per_table != 0 && lp + n < MONITOR_START >> 12 && pa + n < ram_pages && self.m.mem.mmu.mapped(lp + n).is_none() {
+        while n < 16 && !(lp + n).is_multiple_of(per_table) && lp + n < MONITOR_START >> 12 && pa + n < ram_pages && self.m.mem.mmu.mapped(lp + n).is_none() {
             let a = ringfold_arch::paging::Access { write: false, user: acc.user, fetch: false };
             match self.m.peek_walk((lp + n) << 12, a) {
                 Ok(u) if u.page_size == 4096
