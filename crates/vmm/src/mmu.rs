@@ -103,10 +103,15 @@ pub struct MmuStats {
     pub table_writes: u64,
     /// Mappings dropped because the guest entry they came from changed.
     pub stale_dropped: u64,
+    /// Host calls mapping more than one page at a fault, and the pages they mapped.
+    pub runs: u64,
+    pub run_pages: u64,
 }
 
 pub struct ShadowMmu {
     map: HashMap<u32, Mapping>,
+    /// The non-global pages of `map`.
+    local: HashSet<u32>,
     by_phys: HashMap<u32, Vec<u32>>,
     /// Linear page of a large guest page's base -> host pages mapped from it (INVLPG of
     /// any address in a large page invalidates all of it). May hold stale pages.
@@ -170,6 +175,7 @@ impl ShadowMmu {
     pub fn new(monitor_start: u32) -> Self {
         ShadowMmu {
             map: HashMap::default(),
+            local: HashSet::default(),
             by_phys: HashMap::default(),
             large: HashMap::default(),
             code: HashSet::default(),
@@ -302,6 +308,10 @@ impl ShadowMmu {
             self.remove_entry(lin_page + k);
         }
         h.map_run(lin_page, pa, count, m0.allow_w);
+        if count > 1 {
+            self.stats.runs += 1;
+            self.stats.run_pages += count as u64;
+        }
         for k in 0..count {
             self.insert(h, lin_page + k, Mapping { pa: pa + k, ..m0 }, m0.allow_w);
         }
@@ -314,7 +324,14 @@ impl ShadowMmu {
         if host_w != m.writable {
             h.protect(lp, m.writable);
         }
-        self.map.insert(lp, m);
+        if let Some(old) = self.map.insert(lp, m) {
+            if old.global && !m.global {
+                self.local.insert(lp);
+            }
+        }
+        if !m.global {
+            self.local.insert(lp);
+        }
         self.by_phys.entry(m.pa).or_default().push(lp);
         if m.large != NONE {
             self.large.entry(m.large).or_default().push(lp);
@@ -330,6 +347,7 @@ impl ShadowMmu {
     /// Forgets `lp` (the caller unmaps or remaps it on the host).
     fn remove_entry(&mut self, lp: u32) -> Option<Mapping> {
         let m = self.map.remove(&lp)?;
+        self.local.remove(&lp);
         if let Some(v) = self.by_phys.get_mut(&m.pa) {
             v.retain(|l| *l != lp);
         }
@@ -396,6 +414,7 @@ impl ShadowMmu {
             h.unmap_all();
         }
         self.map.clear();
+        self.local.clear();
         self.sup_low.clear();
         self.by_phys.clear();
         self.large.clear();
@@ -410,6 +429,7 @@ impl ShadowMmu {
             h.unmap_all();
         }
         self.map.clear();
+        self.local.clear();
         self.sup_low.clear();
         self.by_phys.clear();
         self.large.clear();
@@ -548,7 +568,8 @@ impl ShadowMmu {
             self.space = new_space;
             return all;
         }
-        let mut old: Vec<(u32, Mapping)> = self.map.iter().filter(|(_, m)| !m.global).map(|(l, m)| (*l, *m)).collect();
+        // Only the non-global pages (the direct map of a kernel is global and large).
+        let mut old: Vec<(u32, Mapping)> = self.local.iter().filter_map(|l| self.map.get(l).filter(|m| !m.global).map(|m| (*l, *m))).collect();
         old.sort_unstable_by_key(|e| e.0);
         let incoming = if self.cache_spaces { self.saved.remove(&new_space) } else { None };
         let new: Vec<(u32, Mapping)> = match incoming {

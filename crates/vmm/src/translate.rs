@@ -1000,6 +1000,11 @@ impl TCache {
         Some((*pa, list.iter().any(|&bi| self.blocks[bi].key.cpl == 3)))
     }
 
+    /// Whether `page` has live blocks.
+    pub fn page_live(&self, page: u32) -> bool {
+        self.pages.get(&page).is_some_and(|l| l.iter().any(|&bi| self.blocks[bi].live))
+    }
+
     /// Whether any live block of `page` runs at CPL3.
     pub fn page_user(&self, page: u32) -> bool {
         self.pages.get(&page).is_some_and(|l| l.iter().any(|&bi| self.blocks[bi].live && self.blocks[bi].key.cpl == 3))

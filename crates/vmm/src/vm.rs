@@ -375,8 +375,13 @@ impl Vm {
                 TlbEvent::FlushGlobal => {
                     self.m.mem.with_mmu(|mmu, mp| mmu.drop_current(mp))?;
                     // Translations are parked, not dropped: most code maps where it did.
-                    self.global_code.clear();
+                    // Every code page is checked once; those still mapped as they were stay
+                    // global (else every later MOV CR3 would check them all again).
+                    let globals = std::mem::take(&mut self.global_code);
                     self.switch_code()?;
+                    if self.m.cpu.cr4 & cr4::PGE != 0 {
+                        self.global_code = globals.into_iter().filter(|lp| self.tc.page_live(*lp)).collect();
+                    }
                 }
                 TlbEvent::FlushNonGlobal => {
                     let space = self.space_key();
