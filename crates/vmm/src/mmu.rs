@@ -235,27 +235,30 @@ impl ShadowMmu {
     }
 
     /// Downgrades every writable mapping of physical page `pa` to read-only.
-    fn protect_phys(&mut self, h: &mut impl HostMapper, pa: u32) {
+    /// Sets the host write permission of every mapping of physical page `pa` to what its
+    /// guest entry allows, unless the page holds translated code or a protected table.
+    fn reprotect_phys(&mut self, h: &mut impl HostMapper, pa: u32) {
+        let read_only = self.read_only_phys(pa);
         if let Some(lins) = self.by_phys.get(&pa) {
             for l in lins {
                 if let Some(m) = self.map.get_mut(l) {
-                    if m.pa == pa && m.writable {
-                        m.writable = false;
-                        h.protect(*l, false);
+                    let w = m.allow_w && !read_only;
+                    if m.pa == pa && m.writable != w {
+                        m.writable = w;
+                        h.protect(*l, w);
                     }
                 }
             }
         }
     }
 
-    /// Starts write-protecting paging structure `tp` (snapshot of its contents).
     /// Takes a new snapshot of `tp` and write-protects it.
     fn snapshot(&mut self, h: &mut impl HostMapper, tp: u32) {
         let mut snap = self.snapshots.remove(&tp).unwrap_or_else(|| Box::new([0u8; 4096]));
         h.read_phys(tp << 12, &mut snap[..]);
         self.snapshots.insert(tp, snap);
         self.unsynced.remove(&tp);
-        self.protect_phys(h, tp);
+        self.reprotect_phys(h, tp);
     }
 
     fn mapping_of(t: &Translation, write: bool, pge: bool) -> Mapping {
@@ -425,21 +428,11 @@ impl ShadowMmu {
 
     /// A paging mode change (or eviction): drops every mapping, saved space and snapshot.
     pub fn flush(&mut self, h: &mut impl HostMapper) {
-        if !self.map.is_empty() {
-            h.unmap_all();
-        }
-        self.map.clear();
-        self.local.clear();
-        self.sup_low.clear();
-        self.by_phys.clear();
-        self.large.clear();
-        self.by_table.clear();
+        self.drop_current(h);
         self.snapshots.clear();
         self.unsynced.clear();
         self.saved.clear();
         self.saved_pages = 0;
-        self.user_top = self.monitor_top;
-        self.max_user_page = 0;
     }
 
     /// A write to paging structure `tp` (a host write fault on it, or a monitor store):
@@ -449,19 +442,7 @@ impl ShadowMmu {
             return;
         }
         self.stats.table_writes += 1;
-        if self.code.contains(&tp) {
-            return;
-        }
-        if let Some(lins) = self.by_phys.get(&tp) {
-            for l in lins {
-                if let Some(m) = self.map.get_mut(l) {
-                    if m.pa == tp && m.allow_w && !m.writable {
-                        m.writable = true;
-                        h.protect(*l, true);
-                    }
-                }
-            }
-        }
+        self.reprotect_phys(h, tp);
     }
 
     /// Drops every mapping (current and saved) derived from an entry of a written paging
@@ -676,7 +657,7 @@ impl ShadowMmu {
     /// Physical page `pa` now holds translated code: read-only everywhere.
     pub fn add_code(&mut self, h: &mut impl HostMapper, pa: u32) {
         if self.code.insert(pa) {
-            self.protect_phys(h, pa);
+            self.reprotect_phys(h, pa);
         }
     }
 

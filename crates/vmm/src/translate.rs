@@ -646,6 +646,17 @@ fn emit_lookup(
     c
 }
 
+/// A lookup-table entry: (-guest EIP, host address).
+fn set_entry(tc: &mut [u8], e: usize, eip: u32, host: u32) {
+    tc[e..e + 4].copy_from_slice(&eip.wrapping_neg().to_le_bytes());
+    tc[e + 4..e + 8].copy_from_slice(&host.to_le_bytes());
+}
+
+/// Entry `i` that never matches: it matches EIP i+1, which belongs to index i+1.
+fn clear_entry(tc: &mut [u8], e: usize, i: u32) {
+    set_entry(tc, e, i + 1, 0);
+}
+
 impl TCache {
     pub fn new(host_base: u32, size: usize, exit_stub: fn(u32) -> [u8; 19], host_cs64: u16) -> Self {
         TCache {
@@ -780,9 +791,7 @@ impl TCache {
         let t = self.top;
         self.top += TABLE_BYTES;
         for i in 0..TABLE_ENTRIES {
-            // Entry i never matches: it matches EIP i+1, which belongs to index i+1.
-            tc[t + i * 8..t + i * 8 + 4].copy_from_slice(&(i as u32 + 1).wrapping_neg().to_le_bytes());
-            tc[t + i * 8 + 4..t + i * 8 + 8].copy_from_slice(&0u32.to_le_bytes());
+            clear_entry(tc, t + i * 8, i as u32);
         }
         self.tables.insert(ctx, t);
         t
@@ -813,8 +822,7 @@ impl TCache {
             self.write_rel32(tc, pos, rel);
         }
         for (e, i) in std::mem::take(&mut self.ctx_entries) {
-            tc[e..e + 4].copy_from_slice(&(i + 1).wrapping_neg().to_le_bytes());
-            tc[e + 4..e + 8].copy_from_slice(&0u32.to_le_bytes());
+            clear_entry(tc, e, i);
         }
     }
 
@@ -832,25 +840,25 @@ impl TCache {
     /// of `key`: undone when the context changes.
     pub fn fill_table_ctx(&mut self, tc: &mut [u8], key: &Key, host: u32) {
         self.own_ctx(tc, key);
-        let ctx = key.agnostic().context();
-        if let Some(&t) = self.tables.get(&ctx) {
-            let i = key.eip() as usize & (TABLE_ENTRIES - 1);
-            let e = t + i * 8;
-            tc[e..e + 4].copy_from_slice(&key.eip().wrapping_neg().to_le_bytes());
-            tc[e + 4..e + 8].copy_from_slice(&host.to_le_bytes());
-            self.ctx_entries.push((e, i as u32));
+        if let Some(e) = self.fill_entry(tc, &key.agnostic(), host) {
+            self.ctx_entries.push(e);
         }
     }
 
     /// Records that guest EIP `eip` of context `key` is translated at `host` in the lookup
     /// table used by that context's inline RET/JMP/CALL sequences.
     pub fn fill_table(&mut self, tc: &mut [u8], key: &Key, host: u32) {
-        let ctx = key.context();
-        if let Some(&t) = self.tables.get(&ctx) {
-            let e = t + (key.eip() as usize & (TABLE_ENTRIES - 1)) * 8;
-            tc[e..e + 4].copy_from_slice(&key.eip().wrapping_neg().to_le_bytes());
-            tc[e + 4..e + 8].copy_from_slice(&host.to_le_bytes());
-        }
+        self.fill_entry(tc, key, host);
+    }
+
+    /// Writes `key`'s entry in its context's table (if the table exists); returns the
+    /// entry's TC offset and index.
+    fn fill_entry(&mut self, tc: &mut [u8], key: &Key, host: u32) -> Option<(usize, u32)> {
+        let t = *self.tables.get(&key.context())?;
+        let i = key.eip() & (TABLE_ENTRIES as u32 - 1);
+        let e = t + i as usize * 8;
+        set_entry(tc, e, key.eip(), host);
+        Some((e, i))
     }
 
     /// Emits a 32-bit `ljmp 0x33:stub64` at `tc[at..]` plus the 64-bit stub at `stub_at`.

@@ -428,12 +428,8 @@ impl Vm {
             let user = self.tc.page_user(lp);
             let acc = ringfold_arch::paging::Access { write: false, user, fetch: true };
             let same = self.m.peek_walk(lp << 12, acc).is_ok_and(|t| (t.pa >> 12) as u32 == pa && t.leaf_entry & ringfold_arch::paging::PTE_A != 0);
-            if !same {
-                let flushes = self.tc.stats.flushes;
-                self.park_lin(lp)?;
-                if self.tc.stats.flushes != flushes {
-                    return Ok(());
-                }
+            if !same && self.park_lin(lp)? {
+                return Ok(());
             }
         }
         Ok(())
@@ -452,17 +448,8 @@ impl Vm {
             Some(Err(_)) => return Ok(()),
             None => false,
         };
-        let flushes = self.tc.stats.flushes;
-        let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
-        if same {
-            self.tc.revive_page(tc, lp);
-        } else {
-            self.tc.invalidate_page(tc, lp);
-        }
-        if self.tc.stats.flushes != flushes {
-            return self.forget_code();
-        }
-        if same {
+        let flushed = self.tc_op(|t, tc| if same { t.revive_page(tc, lp) } else { t.invalidate_page(tc, lp); })?;
+        if same && !flushed {
             self.protect_code_page(lp)?;
         }
         Ok(())
@@ -470,26 +457,31 @@ impl Vm {
 
     /// The mapping of linear page `lp` may have changed (INVLPG): its translations are
     /// parked, to come back if it maps the same physical page when next executed.
-    fn park_lin(&mut self, lp: u32) -> Result<(), Stop> {
+    /// Returns whether the cache was flushed instead.
+    fn park_lin(&mut self, lp: u32) -> Result<bool, Stop> {
         let Some(&pa) = self.code_pa.get(&lp) else { return self.invalidate_lin(lp) };
-        let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
-        let flushes = self.tc.stats.flushes;
-        self.tc.suspend_page(tc, lp, pa);
-        if self.tc.stats.flushes != flushes {
-            self.forget_code()?;
-        }
-        Ok(())
+        self.tc_op(|t, tc| t.suspend_page(tc, lp, pa))
     }
 
-    /// Drops the translations made from linear page `lp`.
-    fn invalidate_lin(&mut self, lp: u32) -> Result<(), Stop> {
+    /// Drops the translations made from linear page `lp`. Returns whether the cache was
+    /// flushed instead.
+    fn invalidate_lin(&mut self, lp: u32) -> Result<bool, Stop> {
+        self.tc_op(|t, tc| {
+            t.invalidate_page(tc, lp);
+        })
+    }
+
+    /// Runs a translation-cache operation that may flush the whole cache (no room for
+    /// stubs); a flush takes the code-page bookkeeping with it. Returns whether it flushed.
+    fn tc_op(&mut self, f: impl FnOnce(&mut TCache, &mut [u8])) -> Result<bool, Stop> {
         let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
         let flushes = self.tc.stats.flushes;
-        self.tc.invalidate_page(tc, lp);
-        if self.tc.stats.flushes != flushes {
+        f(&mut self.tc, tc);
+        let flushed = self.tc.stats.flushes != flushes;
+        if flushed {
             self.forget_code()?;
         }
-        Ok(())
+        Ok(flushed)
     }
 
     /// Physical page `pa` holding translated code was written: drop its translations and
