@@ -207,10 +207,19 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
     let queue = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
     vm.input = Some((queue.clone(), uart_id));
     std::thread::spawn(move || console_reader(queue));
+    if a.stats {
+        vm.exit_profile = Some(Default::default());
+    }
     let stop = vm.run();
     drop(_raw);
     if a.stats {
         eprintln!("ringfold: stats: {:?} {:?} {:?}", vm.stats, vm.tc_stats(), vm.mmu_stats());
+        if let Some(p) = vm.exit_profile.take() {
+            let mut v: Vec<_> = p.into_iter().collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1));
+            let top: Vec<String> = v.iter().take(16).map(|((m, cpl), n)| format!("{m:?}@{cpl} {n}")).collect();
+            eprintln!("ringfold: interpreted exits (mnemonic@CPL count): {}", top.join(", "));
+        }
     }
     Ok(match stop {
         Stop::Exit(s) => ExitCode::from(s as u8),

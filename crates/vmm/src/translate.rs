@@ -168,6 +168,8 @@ pub struct TCache {
     ctx_owner: Option<(Context, Option<u32>, Option<u32>)>,
     pub stats: TcStats,
     exit_stub: fn(u32) -> [u8; 19],
+    /// The way `fill_entry` replaced last in a full set.
+    victim: u8,
     /// 32-bit code selector of the host's 64-bit code (far-jump target selector).
     host_cs64: u16,
 }
@@ -185,7 +187,9 @@ const MAX_INSNS: usize = 64;
 /// Worst case bytes one block needs (instructions, links, stubs).
 const MAX_BLOCK_BYTES: usize = MAX_INSNS * (16 + 40) + 512;
 const STUB32: usize = 7;
+/// Lookup tables are two-way set-associative: 4096 sets of two 8-byte entries.
 const TABLE_ENTRIES: usize = 8192;
+const TABLE_SETS: usize = TABLE_ENTRIES / 2;
 /// The first bytes of the cache hold data the translations read through CS: the guest's
 /// segment selectors (ES CS SS DS FS GS as zero-extended dwords), kept current by the
 /// monitor before every entry (all segment loads happen in the monitor).
@@ -548,7 +552,7 @@ fn fold_segment(i: &Instruction, key: &Key) -> Option<Vec<u8>> {
 ///   push %eax; push %ecx; push %edx   scratch below the guest's ESP (i386 code has no red zone)
 ///   mov <target>, %eax             the guest's return slot or branch operand (ESP-relative
 ///                                  displacements adjusted by the scratch)
-///   lea 0(,%eax,8),%ecx; movzx %cx,%ecx   entry offset = (target & 0x1FFF) * 8
+///   movzx/bswap/lea/movzx ... %ecx entry offset = table_index(target) * 8 (no flags)
 ///   mov %cs:T+4(%ecx),%edx         candidate host address
 ///   mov %cs:T(%ecx),%ecx           -(guest EIP) stored in the entry
 ///   lea (%ecx,%eax),%ecx; jecxz hit   zero iff the entry is for this target
@@ -556,7 +560,8 @@ fn fold_segment(i: &Instruction, key: &Key) -> Option<Vec<u8>> {
 /// hit:
 ///   mov %edx,12(%esp)              host target into the slot
 ///   [movl $return_eip,16(%esp)]    CALL: the exact guest return address
-///   pop %edx; pop %ecx; pop %eax; ret [imm16]
+///   pop %edx; pop %ecx; pop %eax
+///   lea 4+imm16(%esp),%esp; jmp *-(4+imm16)(%esp)   like RET [imm16], predicted as a JMP
 /// ```
 /// Faults inside the sequence are undone with the `Scratch` records and the guest
 /// instruction is interpreted instead, so the guest sees exactly its own faults.
@@ -613,14 +618,25 @@ fn emit_lookup(
         let _ = enc.encode(&m, 0).expect("mov encodes");
         put(tc, &mut c, &enc.take_buffer());
     }
-    put(tc, &mut c, &[0x8D, 0x0C, 0xC5, 0, 0, 0, 0]); // lea 0(,%eax,8),%ecx
-    put(tc, &mut c, &[0x0F, 0xB7, 0xC9]); // movzx %cx,%ecx: (EIP & 0x1FFF) * 8, flags untouched
+    // ECX = table_index(EIP) * 16 (the offset of a set of two entries), flags untouched.
+    put(tc, &mut c, &[0x0F, 0xB6, 0xCC]); // movzx %ah,%ecx: EIP bits 8..15
+    put(tc, &mut c, &[0x89, 0xC2, 0x0F, 0xCA]); // mov %eax,%edx; bswap %edx
+    put(tc, &mut c, &[0x0F, 0xB6, 0xD6]); // movzx %dh,%edx: EIP bits 16..23
+    put(tc, &mut c, &[0x8D, 0x0C, 0x91]); // lea (%ecx,%edx,4),%ecx
+    put(tc, &mut c, &[0x8D, 0x0C, 0x08]); // lea (%eax,%ecx),%ecx
+    put(tc, &mut c, &[0x8D, 0x0C, 0xCD, 0, 0, 0, 0]); // lea 0(,%ecx,8),%ecx
+    put(tc, &mut c, &[0x8D, 0x0C, 0x09]); // lea (%ecx,%ecx),%ecx
+    put(tc, &mut c, &[0x0F, 0xB7, 0xC9]); // movzx %cx,%ecx
     put(tc, &mut c, &[0x2E, 0x8B, 0x91]);
-    put(tc, &mut c, &(table + 4).to_le_bytes()); // mov %cs:T+4(%ecx),%edx
-    put(tc, &mut c, &[0x2E, 0x8B, 0x89]);
-    put(tc, &mut c, &table.to_le_bytes()); // mov %cs:T(%ecx),%ecx
+    put(tc, &mut c, &table.to_le_bytes()); // mov %cs:T(%ecx),%edx: way 0's -EIP
+    put(tc, &mut c, &[0x8D, 0x14, 0x02]); // lea (%edx,%eax),%edx
+    put(tc, &mut c, &[0x87, 0xCA]); // xchg %ecx,%edx: ECX = difference, EDX = set offset
+    let jecxz0 = c;
+    put(tc, &mut c, &[0xE3, 0x00]);
+    put(tc, &mut c, &[0x2E, 0x8B, 0x8A]);
+    put(tc, &mut c, &(table + 8).to_le_bytes()); // mov %cs:T+8(%edx),%ecx: way 1's -EIP
     put(tc, &mut c, &[0x8D, 0x0C, 0x01]); // lea (%ecx,%eax),%ecx
-    let jecxz = c;
+    let jecxz1 = c;
     put(tc, &mut c, &[0xE3, 0x00]);
     put(tc, &mut c, &[0x5A, 0x59, 0x58]);
     if reserve != 0 {
@@ -628,7 +644,15 @@ fn emit_lookup(
     }
     stubs.push((c, SiteKind::Emulate(Box::new(*i), true, agnostic)));
     c += STUB32;
-    tc[jecxz + 1] = (c - (jecxz + 2)) as u8;
+    tc[jecxz1 + 1] = (c - (jecxz1 + 2)) as u8;
+    put(tc, &mut c, &[0x2E, 0x8B, 0x92]);
+    put(tc, &mut c, &(table + 12).to_le_bytes()); // mov %cs:T+12(%edx),%edx
+    let jmp_common = c;
+    put(tc, &mut c, &[0xEB, 0x00]);
+    tc[jecxz0 + 1] = (c - (jecxz0 + 2)) as u8;
+    put(tc, &mut c, &[0x2E, 0x8B, 0x92]);
+    put(tc, &mut c, &(table + 4).to_le_bytes()); // mov %cs:T+4(%edx),%edx
+    tc[jmp_common + 1] = (c - (jmp_common + 2)) as u8;
     rec(insns, c, 3);
     put(tc, &mut c, &[0x89, 0x54, 0x24, 0x0C]); // mov %edx,12(%esp)
     if is_call {
@@ -637,13 +661,24 @@ fn emit_lookup(
     }
     insns.push((c, eip, Scratch::default()));
     put(tc, &mut c, &[0x5A, 0x59, 0x58]);
-    if i.code() == iced_x86::Code::Retnd_imm16 {
-        put(tc, &mut c, &[0xC2]);
-        put(tc, &mut c, &i.immediate16().to_le_bytes());
-    } else {
-        put(tc, &mut c, &[0xC3]);
-    }
+    // Pop the slot (and RET's immediate) and jump through it: an indirect JMP is predicted
+    // per site, a host RET here would never match the return stack (guest CALLs push guest
+    // addresses, not host ones) and mispredict every time. The slot stays intact below ESP:
+    // host signals run on the alternate stack, guest interrupts only at exits.
+    let pop = 4 + if i.code() == iced_x86::Code::Retnd_imm16 { i.immediate16() as u32 } else { 0 };
+    put(tc, &mut c, &[0x8D, 0xA4, 0x24]);
+    put(tc, &mut c, &pop.to_le_bytes()); // lea pop(%esp),%esp
+    put(tc, &mut c, &[0xFF, 0xA4, 0x24]);
+    put(tc, &mut c, &pop.wrapping_neg().to_le_bytes()); // jmp *-pop(%esp)
     c
+}
+
+/// The lookup-table set of guest EIP `eip`, as the inline sequence computes it: the low
+/// bits mixed with bits 8..23, because hot return addresses of one program often lie a
+/// multiple of 8 KiB apart (indexed on the low bits only, and direct-mapped, two of them
+/// evicted each other at every call: 9 interpreted RETs per iteration of a shell loop).
+pub fn table_index(eip: u32) -> u32 {
+    eip.wrapping_add((eip >> 8) & 0xFF).wrapping_add(4 * ((eip >> 16) & 0xFF)) & (TABLE_SETS as u32 - 1)
 }
 
 /// A lookup-table entry: (-guest EIP, host address).
@@ -652,9 +687,18 @@ fn set_entry(tc: &mut [u8], e: usize, eip: u32, host: u32) {
     tc[e + 4..e + 8].copy_from_slice(&host.to_le_bytes());
 }
 
-/// Entry `i` that never matches: it matches EIP i+1, which belongs to index i+1.
+/// An EIP whose table set is not `i`: an entry of set `i` naming it never matches.
+fn never_matches(i: u32) -> u32 {
+    let mut eip = i.wrapping_add(1);
+    while table_index(eip) == i {
+        eip = eip.wrapping_add(1);
+    }
+    eip
+}
+
+/// An entry of set `i` that never matches (see `never_matches`).
 fn clear_entry(tc: &mut [u8], e: usize, i: u32) {
-    set_entry(tc, e, i + 1, 0);
+    set_entry(tc, e, never_matches(i), 0);
 }
 
 impl TCache {
@@ -676,6 +720,7 @@ impl TCache {
             ctx_owner: None,
             stats: TcStats::default(),
             exit_stub,
+            victim: 0,
             host_cs64,
         }
     }
@@ -782,7 +827,7 @@ impl TCache {
     }
 
     /// The return/indirect-branch lookup table of a translation context (allocated on
-    /// first use): 8192 entries of (-guest EIP, host address), indexed by EIP & 0x1FFF.
+    /// first use): 8192 entries of (-guest EIP, host address), indexed by `table_index`.
     fn table_for(&mut self, tc: &mut [u8], key: &Key) -> usize {
         let ctx = key.context();
         if let Some(&t) = self.tables.get(&ctx) {
@@ -791,7 +836,7 @@ impl TCache {
         let t = self.top;
         self.top += TABLE_BYTES;
         for i in 0..TABLE_ENTRIES {
-            clear_entry(tc, t + i * 8, i as u32);
+            clear_entry(tc, t + i * 8, (i / 2) as u32);
         }
         self.tables.insert(ctx, t);
         t
@@ -852,11 +897,28 @@ impl TCache {
     }
 
     /// Writes `key`'s entry in its context's table (if the table exists); returns the
-    /// entry's TC offset and index.
+    /// entry's TC offset and set. An entry for the same EIP is overwritten, else a free
+    /// way, else the ways take turns. Entries never move: a context-only entry recorded by
+    /// `fill_table_ctx` stays where `undo_ctx` will clear it.
     fn fill_entry(&mut self, tc: &mut [u8], key: &Key, host: u32) -> Option<(usize, u32)> {
         let t = *self.tables.get(&key.context())?;
-        let i = key.eip() & (TABLE_ENTRIES as u32 - 1);
-        let e = t + i as usize * 8;
+        let i = table_index(key.eip());
+        let set = t + i as usize * 16;
+        let word = |e: usize| u32::from_le_bytes([tc[e], tc[e + 1], tc[e + 2], tc[e + 3]]);
+        let holds = |e: usize| word(e) == key.eip().wrapping_neg();
+        let free = |e: usize| word(e + 4) == 0;
+        let e = if holds(set) {
+            set
+        } else if holds(set + 8) {
+            set + 8
+        } else if free(set) {
+            set
+        } else if free(set + 8) {
+            set + 8
+        } else {
+            self.victim ^= 1;
+            set + 8 * self.victim as usize
+        };
         set_entry(tc, e, key.eip(), host);
         Some((e, i))
     }
@@ -1452,20 +1514,81 @@ mod tests {
             b.len()
         }).unwrap();
         let off = (h - 0x1000_0000) as usize;
-        let mut d = Decoder::with_ip(32, &tc[off..off + 80], h as u64, DecoderOptions::NONE);
-        let text: Vec<String> = (0..13).map(|_| format!("{}", d.decode())).collect();
+        let mut d = Decoder::with_ip(32, &tc[off..off + 200], h as u64, DecoderOptions::NONE);
+        let text: Vec<String> = (0..36).map(|_| format!("{}", d.decode())).collect();
         assert_eq!(text[0], "lea esp,[esp-8]");
         assert_eq!(&text[1..4], &["push eax", "push ecx", "push edx"]);
         assert_eq!(text[4], "mov eax,[esp+1Ch]", "8 + 8 reserve + 12 scratch");
-        assert_eq!(text[5], "lea ecx,[eax*8]");
-        assert_eq!(text[6], "movzx ecx,cx");
-        assert!(text[7].starts_with("mov edx,cs:[ecx+"), "{}", text[7]);
-        assert_eq!(text[9], "lea ecx,[ecx+eax]");
-        assert!(text[10].starts_with("jecxz"), "{}", text[10]);
+        assert_eq!(text[5], "movzx ecx,ah");
+        assert_eq!(&text[6..9], &["mov edx,eax", "bswap edx", "movzx edx,dh"]);
+        assert_eq!(&text[9..14], &["lea ecx,[ecx+edx*4]", "lea ecx,[eax+ecx]", "lea ecx,[ecx*8]", "lea ecx,[ecx+ecx]", "movzx ecx,cx"]);
+        assert!(text[14].starts_with("mov edx,cs:[ecx+"), "{}", text[14]);
+        assert_eq!(&text[15..17], &["lea edx,[edx+eax]", "xchg edx,ecx"]);
+        assert!(text[17].starts_with("jecxz"), "{}", text[17]);
+        assert!(text[18].starts_with("mov ecx,cs:[edx+"), "{}", text[18]);
+        assert_eq!(text[19], "lea ecx,[ecx+eax]");
+        assert!(text[20].starts_with("jecxz"), "{}", text[20]);
+        assert_eq!(&text[21..25], &["pop edx", "pop ecx", "pop eax", "lea esp,[esp+8]"]);
+        assert!(text[25].starts_with("jmp far"), "{text:?}");
+        assert!(text[26].starts_with("mov edx,cs:[edx+"), "way 1's host address: {}", text[26]);
+        assert!(text[27].starts_with("jmp short"), "{}", text[27]);
+        assert!(text[28].starts_with("mov edx,cs:[edx+"), "way 0's host address: {}", text[28]);
+        assert_eq!(text[29], "mov [esp+0Ch],edx");
+        assert!(text[30].starts_with("mov dword ptr [esp+10h],"), "CALL's return EIP: {}", text[30]);
+        assert_eq!(&text[31..36], &["pop edx", "pop ecx", "pop eax", "lea esp,[esp+4]", "jmp dword ptr [esp-4]"]);
         let b = &t.blocks[0];
         let depths: Vec<u8> = b.insns.iter().filter(|x| x.2.in_seq).map(|x| x.2.pushes).collect();
         assert_eq!(depths, vec![0, 1, 2, 3, 3]);
         assert!(b.insns.iter().all(|x| x.1 == 0x100));
+    }
+
+    /// The slot function the inline sequence implements: its arithmetic, replayed on the
+    /// instructions' definitions (movzx of AH / of DH after BSWAP, then the LEAs).
+    #[test]
+    fn table_index_matches_the_sequence_and_spreads_8k_strides() {
+        for eip in [0u32, 1, 0x1FFF, 0x2000, 0x0816_F71E, 0x0817_371E, 0xC600_0000, u32::MAX] {
+            let ecx = (eip >> 8) & 0xFF;
+            let edx = (eip.swap_bytes() >> 8) & 0xFF;
+            let ecx = ecx.wrapping_add(edx.wrapping_mul(4));
+            let ecx = eip.wrapping_add(ecx);
+            let ecx = ecx.wrapping_mul(16) & 0xFFFF;
+            assert_eq!(ecx / 16, table_index(eip), "{eip:#x}");
+        }
+        // Return addresses 16 KiB apart (seen in busybox) no longer share a slot.
+        assert_ne!(table_index(0x0816_F71E), table_index(0x0817_371E));
+        let slots: std::collections::HashSet<u32> = (0..8).map(|k| table_index(0x0810_0123 + k * 0x2000)).collect();
+        assert_eq!(slots.len(), 8);
+        for i in 0..TABLE_SETS as u32 {
+            assert_ne!(table_index(never_matches(i)), i);
+        }
+    }
+
+    /// Two targets of one set both stay in the table; a third replaces one of them; a
+    /// refill of a present target rewrites its own entry.
+    #[test]
+    fn lookup_table_sets_hold_two_targets() {
+        let mut tc = vec![0u8; 4 << 20];
+        let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
+        let key = |eip: u32| Key { lin: eip, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, fs_fold: None, gs_fold: None };
+        let base = t.table_for(&mut tc, &key(0));
+        let a = 0x0816_F71E;
+        let mut same = (a + 1..).filter(|&e| table_index(e) == table_index(a));
+        let (b, c) = (same.next().unwrap(), same.next().unwrap());
+        let word = |tc: &[u8], e: usize| u32::from_le_bytes(tc[e..e + 4].try_into().unwrap());
+        let present = |tc: &[u8], eip: u32| {
+            let set = base + table_index(eip) as usize * 16;
+            [set, set + 8].into_iter().find(|&e| word(tc, e) == eip.wrapping_neg()).map(|e| word(tc, e + 4))
+        };
+        assert_eq!(present(&tc, a), None);
+        let (ea, _) = t.fill_entry(&mut tc, &key(a), 0x1111).unwrap();
+        let (eb, _) = t.fill_entry(&mut tc, &key(b), 0x2222).unwrap();
+        assert_ne!(ea, eb);
+        assert_eq!((present(&tc, a), present(&tc, b)), (Some(0x1111), Some(0x2222)));
+        assert_eq!(t.fill_entry(&mut tc, &key(a), 0x3333).unwrap().0, ea);
+        assert_eq!(present(&tc, b), Some(0x2222));
+        t.fill_entry(&mut tc, &key(c), 0x4444).unwrap();
+        assert_eq!(present(&tc, c), Some(0x4444));
+        assert!(present(&tc, a).is_some() != present(&tc, b).is_some());
     }
 
     #[test]

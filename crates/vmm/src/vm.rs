@@ -230,6 +230,8 @@ pub struct Vm {
     tc: TCache,
     shadows: Shadows,
     pub stats: VmStats,
+    /// Site exits to the interpreter counted by (mnemonic, CPL), when profiling (`--stats`).
+    pub exit_profile: Option<std::collections::HashMap<(iced_x86::Mnemonic, u8), u64>>,
     /// Run the next instruction from a one-shot translation (after a store into a page of
     /// translated code, so that the store can complete while the page is writable).
     single_once: bool,
@@ -289,6 +291,7 @@ impl Vm {
             tc: TCache::new(TC_START, TC_SIZE, exit_stub, HOST_CS64),
             shadows: Shadows::new(),
             stats: VmStats::default(),
+            exit_profile: None,
             single_once: false,
             code_lin: HashMap::default(),
             code_pa: HashMap::default(),
@@ -844,6 +847,9 @@ impl Vm {
             SiteKind::Emulate(i, fill, agnostic) => {
                 let (i, fill, agnostic): (iced_x86::Instruction, bool, bool) = (**i, *fill, *agnostic);
                 self.m.cpu.eip = i.ip32();
+                if let Some(p) = self.exit_profile.as_mut() {
+                    *p.entry((i.mnemonic(), self.m.cpu.cpl)).or_insert(0) += 1;
+                }
                 let from = self.key();
                 self.m.exec(&i)?;
                 if fill {
