@@ -216,7 +216,7 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
         eprintln!("ringfold: stats: {:?} {:?} {:?}", vm.stats, vm.tc_stats(), vm.mmu_stats());
         if let Some(p) = vm.exit_profile.take() {
             let mut v: Vec<_> = p.into_iter().collect();
-            v.sort_by(|a, b| b.1.cmp(&a.1));
+            v.sort_by_key(|e| std::cmp::Reverse(e.1));
             let top: Vec<String> = v.iter().take(16).map(|((m, cpl), n)| format!("{m:?}@{cpl} {n}")).collect();
             eprintln!("ringfold: interpreted exits (mnemonic@CPL count): {}", top.join(", "));
         }
