@@ -129,10 +129,12 @@ impl<M: Memory> Machine<M> {
     }
 
     fn port_in(&mut self, port: u16, size: u32) -> Result<u32, Trap> {
+        self.io_count += 1;
         self.ports.read(port, size as u8).map_err(|e| Trap::Stop(Stop::Io { eip: self.cpu.eip, what: e.to_string() }))
     }
 
     fn port_out(&mut self, port: u16, size: u32, v: u32) -> R {
+        self.io_count += 1;
         self.ports
             .write(port, size as u8, v)
             .map_err(|e| Trap::Stop(Stop::Io { eip: self.cpu.eip, what: e.to_string() }))?;

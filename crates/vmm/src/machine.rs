@@ -164,11 +164,14 @@ pub struct Machine<M: Memory> {
     pub clock: fn() -> u64,
     /// Translation changes not yet applied to the shadow mappings and translations.
     pub tlb_events: Vec<TlbEvent>,
+    /// Port and MMIO device accesses so far: device state (and so interrupt deadlines)
+    /// can only change by an access, by time, or by an interrupt acknowledge.
+    pub io_count: u64,
 }
 
 impl<M: Memory> Machine<M> {
     pub fn new(mem: M, ports: PortBus) -> Self {
-        Machine { cpu: Cpu::default(), mem, ports, mmio: MmioBus::new(), clock: || 0, tlb_events: Vec::new() }
+        Machine { cpu: Cpu::default(), mem, ports, mmio: MmioBus::new(), clock: || 0, tlb_events: Vec::new(), io_count: 0 }
     }
 
     // ----- linear memory -----
@@ -254,6 +257,7 @@ impl<M: Memory> Machine<M> {
             return self.mem.read(pa, dst);
         }
         let n = dst.len();
+        self.io_count += 1;
         let v = if pa != UNASSIGNED_PA && matches!(n, 1 | 2 | 4 | 8) { self.mmio.read(pa, n as u8) } else { None };
         match v {
             Some(v) => dst.copy_from_slice(&v.to_le_bytes()[..n]),
@@ -269,6 +273,7 @@ impl<M: Memory> Machine<M> {
         if self.mem.is_ram(pa) {
             return self.mem.write(pa, src);
         }
+        self.io_count += 1;
         if matches!(src.len(), 1 | 2 | 4 | 8) {
             let mut b = [0u8; 8];
             b[..src.len()].copy_from_slice(src);

@@ -258,6 +258,11 @@ pub struct Vm {
     mirrored: [u32; 6],
     /// The platform had an interrupt request pending at the last check (for inline STI).
     irq_pending: bool,
+    /// Device state last computed by `Platform::update`: at `io_count` accesses, valid
+    /// until the next timer deadline (`u64::MAX`: none; 0: recompute).
+    dev_io: u64,
+    dev_due: u64,
+    dev_deadline: Option<u64>,
     /// Console input (from a reader thread) for the UART registered as `input_uart`; a
     /// `None` byte in the queue means the user asked to quit (Ctrl-A x).
     pub input: Option<(ConsoleQueue, ringfold_devices::DeviceId)>,
@@ -304,6 +309,9 @@ impl Vm {
             armed: None,
             mirrored: [u32::MAX; 6],
             irq_pending: false,
+            dev_io: 0,
+            dev_due: 0,
+            dev_deadline: None,
             input: None,
         })
     }
@@ -638,6 +646,7 @@ impl Vm {
                 return Err(Stop::UserQuit);
             }
             if !bytes.is_empty() {
+                self.dev_due = 0;
                 let data: Vec<u8> = bytes.into_iter().flatten().collect();
                 if let Some(u) = self.m.ports.device_mut::<ringfold_devices::Uart16550>(*id) {
                     u.enqueue_input(&data);
@@ -655,11 +664,19 @@ impl Vm {
             return Err(Stop::Reset);
         }
         let now = ringfold_host::timer::now_ns();
-        let pending = p.update(now);
-        let deadline = p.next_deadline();
+        // Most exits touch no device and come before the next timer edge: nothing to redo.
+        let (pending, deadline) = if self.m.io_count == self.dev_io && now < self.dev_due {
+            (self.irq_pending, self.dev_deadline)
+        } else {
+            let pending = p.update(now);
+            let deadline = p.next_deadline();
+            (self.dev_io, self.dev_due, self.dev_deadline) = (self.m.io_count, deadline.unwrap_or(u64::MAX), deadline);
+            (pending, deadline)
+        };
         self.irq_pending = pending;
         let can_take = self.m.cpu.eflags & eflags::IF != 0;
         if pending && can_take {
+            self.dev_due = 0;
             if self.m.cpu.shadow {
                 // STI / MOV SS shadow: run exactly one more instruction first.
                 self.single_once = true;
