@@ -241,6 +241,9 @@ pub struct Vm {
     code_pa: HashMap<u32, u32>,
     /// Linear code pages whose translation is global (survives MOV CR3).
     global_code: HashSet<u32>,
+    /// Live non-global linear code pages (what a MOV CR3 must check) -> whether CPL3 code
+    /// was translated there (the check walks with user privilege then).
+    local_code: HashMap<u32, bool>,
     /// A page made host-writable for one instruction only (see `shadow_fault`).
     unmap_after_single: Option<u32>,
     /// Linear code pages translated from large (2/4 MiB) guest pages.
@@ -301,6 +304,7 @@ impl Vm {
             code_lin: HashMap::default(),
             code_pa: HashMap::default(),
             global_code: HashSet::default(),
+            local_code: HashMap::default(),
             unmap_after_single: None,
             large_code_pages: HashSet::default(),
             platform: None,
@@ -389,7 +393,7 @@ impl Vm {
                     // Every code page is checked once; those still mapped as they were stay
                     // global (else every later MOV CR3 would check them all again).
                     let globals = std::mem::take(&mut self.global_code);
-                    self.switch_code()?;
+                    self.switch_code(true)?;
                     if self.m.cpu.cr4 & cr4::PGE != 0 {
                         self.global_code = globals.into_iter().filter(|lp| self.tc.page_live(*lp)).collect();
                     }
@@ -397,7 +401,7 @@ impl Vm {
                 TlbEvent::FlushNonGlobal => {
                     let space = self.space_key();
                     self.m.mem.with_mmu(|mmu, mp| mmu.switch_space(mp, space))?;
-                    self.switch_code()?;
+                    self.switch_code(false)?;
                 }
                 TlbEvent::Invlpg(l) => {
                     let mut pages = self.m.mem.with_mmu(|mmu, mp| mmu.invlpg(mp, l))?;
@@ -426,17 +430,18 @@ impl Vm {
     /// MOV CR3: translations of non-global code pages stay live where the new address
     /// space maps the page to the same physical page (executable, accessed); the others
     /// are parked, to be revived when the page maps that physical page again (processes
-    /// running the same program share code pages).
-    fn switch_code(&mut self) -> Result<(), Stop> {
-        for lp in self.tc.code_pages() {
-            if self.global_code.contains(&lp) {
-                continue;
-            }
+    /// running the same program share code pages). `all`: global pages too (CR4.PGE).
+    fn switch_code(&mut self, all: bool) -> Result<(), Stop> {
+        let pages: Vec<(u32, bool)> = if all {
+            self.tc.code_pages().into_iter().map(|lp| (lp, self.tc.page_user(lp))).collect()
+        } else {
+            self.local_code.iter().map(|(&lp, &user)| (lp, user)).collect()
+        };
+        for (lp, user) in pages {
             let Some(&pa) = self.code_pa.get(&lp) else {
                 self.invalidate_lin(lp)?;
                 continue;
             };
-            let user = self.tc.page_user(lp);
             let acc = ringfold_arch::paging::Access { write: false, user, fetch: true };
             let same = self.m.peek_walk(lp << 12, acc).is_ok_and(|t| (t.pa >> 12) as u32 == pa && t.leaf_entry & ringfold_arch::paging::PTE_A != 0);
             if !same && self.park_lin(lp)? {
@@ -470,6 +475,7 @@ impl Vm {
     /// parked, to come back if it maps the same physical page when next executed.
     /// Returns whether the cache was flushed instead.
     fn park_lin(&mut self, lp: u32) -> Result<bool, Stop> {
+        self.local_code.remove(&lp);
         let Some(&pa) = self.code_pa.get(&lp) else { return self.invalidate_lin(lp) };
         self.tc_op(|t, tc| t.suspend_page(tc, lp, pa))
     }
@@ -477,6 +483,7 @@ impl Vm {
     /// Drops the translations made from linear page `lp`. Returns whether the cache was
     /// flushed instead.
     fn invalidate_lin(&mut self, lp: u32) -> Result<bool, Stop> {
+        self.local_code.remove(&lp);
         self.tc_op(|t, tc| {
             t.invalidate_page(tc, lp);
         })
@@ -519,6 +526,7 @@ impl Vm {
         self.m.mem.mmu.clear_code();
         self.code_pa.clear();
         self.global_code.clear();
+        self.local_code.clear();
         self.large_code_pages.clear();
         Ok(())
     }
@@ -596,6 +604,7 @@ impl Vm {
     fn protect_code_page(&mut self, lp: u32) -> Result<(), Stop> {
         let (pa, global) = if self.m.mem.host_paged {
             let user = self.m.cpu.cpl == 3;
+            *self.local_code.entry(lp).or_insert(user) |= user;
             match self.m.walk(lp << 12, ringfold_arch::paging::Access { write: false, user, fetch: true }) {
                 Ok(t) if t.pa < self.m.mem.ram_size as u64 => {
                     if t.page_size > 4096 {
@@ -615,6 +624,7 @@ impl Vm {
         self.code_pa.insert(lp, pa);
         if global {
             self.global_code.insert(lp);
+            self.local_code.remove(&lp);
         }
         self.m.mem.with_mmu(|mmu, mp| mmu.add_code(mp, pa))?;
         if !self.m.mem.host_paged {
