@@ -16,6 +16,7 @@ mod status {
     pub const TRIPLE_FAULT: u8 = 80;
     pub const RESET: u8 = 81;
     pub const HALTED: u8 = 82;
+    pub const PANIC: u8 = 83;
     pub const UNSUPPORTED: u8 = 84;
     pub const IO: u8 = 86;
 }
@@ -169,7 +170,10 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
     ports.set_strict(a.strict_io);
     ports.register(ringfold_devices::DEBUG_CONSOLE_PORT, 1, Box::new(DebugConsole::stdout()))?;
     ports.register(ringfold_devices::EXIT_PORT, ringfold_devices::EXIT_PORT_LEN, Box::new(ExitDevice::new()))?;
-    let uart = Uart16550::stdout();
+    // The console is watched for Linux's "reboot: Power down" / "System halted" / panic
+    // lines: they say why the guest stopped.
+    let events = ringfold_devices::GuestEvents::default();
+    let uart = Uart16550::new(Box::new(ringfold_devices::ConsoleWatch::new(std::io::stdout(), events.clone())));
     let uart_irq = uart.irq_line();
     let uart_id = ports.register(ringfold_devices::COM1_PORT, ringfold_devices::UART_PORT_LEN, Box::new(uart))?;
     let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
@@ -178,6 +182,7 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
     let mut vm = Vm::new(a.mem << 20, ports).context("cannot create the VM")?;
     vm.set_shadow_cache(!a.no_shadow_cache);
     vm.platform = Some(Box::new(platform));
+    vm.guest_events = Some(events.clone());
     vm.m.mmio
         .register(ringfold_devices::TESTDEV_BASE, 0x1000, Box::new(ringfold_devices::TestDevice::new()))
         .context("cannot register the MMIO test device")?;
@@ -223,6 +228,15 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
     }
     Ok(match stop {
         Stop::Exit(s) => ExitCode::from(s as u8),
+        // A halted CPU that cannot wake after the kernel said it powers off / halts.
+        Stop::HaltedForever(_) if events.get() == ringfold_devices::GuestEvent::PowerOff => {
+            eprintln!("ringfold: the guest powered off");
+            ExitCode::SUCCESS
+        }
+        Stop::HaltedForever(_) if events.get() == ringfold_devices::GuestEvent::Halt => {
+            eprintln!("ringfold: the guest halted the system");
+            ExitCode::SUCCESS
+        }
         other => {
             eprintln!("ringfold: {other}");
             ExitCode::from(match other {
@@ -231,6 +245,7 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
                 Stop::Io { .. } => status::IO,
                 Stop::UserQuit => 0,
                 Stop::Reset => status::RESET,
+                Stop::GuestPanic => status::PANIC,
                 _ => status::UNSUPPORTED,
             })
         }

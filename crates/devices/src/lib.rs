@@ -26,6 +26,7 @@
 use std::any::Any;
 
 mod bus;
+mod console_watch;
 mod debugcon;
 mod exit;
 mod i8042;
@@ -37,6 +38,7 @@ mod sink;
 mod uart;
 
 pub use bus::{DeviceId, IoError, PortBus};
+pub use console_watch::{ConsoleWatch, GuestEvent, GuestEvents};
 pub use debugcon::DebugConsole;
 pub use exit::{exit_status, ExitDevice};
 pub use i8042::{

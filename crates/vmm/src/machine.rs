@@ -153,6 +153,8 @@ pub enum Stop {
     UserQuit,
     #[error("the guest requested a reset (reboot); ringfold stops")]
     Reset,
+    #[error("the guest kernel panicked (see its console output above)")]
+    GuestPanic,
 }
 
 pub struct Machine<M: Memory> {

@@ -248,6 +248,8 @@ pub struct Vm {
     unmap_after_single: Option<u32>,
     /// Linear code pages translated from large (2/4 MiB) guest pages.
     large_code_pages: HashSet<u32>,
+    /// Announcements read from the guest's console (a panic ends the run).
+    pub guest_events: Option<ringfold_devices::GuestEvents>,
     /// Interrupt sources (PIC, timers); none for bare Multiboot test guests.
     pub platform: Option<Box<dyn Platform>>,
     /// Kick timer for the VM thread (interrupt delivery into chained translations).
@@ -313,6 +315,7 @@ impl Vm {
             armed: None,
             mirrored: [u32::MAX; 6],
             irq_pending: false,
+            guest_events: None,
             dev_io: 0,
             dev_due: 0,
             dev_deadline: None,
@@ -672,6 +675,9 @@ impl Vm {
         };
         if p.reset_requested() {
             return Err(Stop::Reset);
+        }
+        if self.guest_events.as_ref().is_some_and(|e| e.get() == ringfold_devices::GuestEvent::Panic) {
+            return Err(Stop::GuestPanic);
         }
         let now = ringfold_host::timer::now_ns();
         // Most exits touch no device and come before the next timer edge: nothing to redo.
