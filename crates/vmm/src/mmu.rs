@@ -26,7 +26,25 @@
 //!   supervisor pages mapped below it are unmapped whenever guest CPL3 code is entered.
 
 use crate::fxhash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use ringfold_arch::paging::{Translation, NO_TABLE};
+use ringfold_arch::paging::{PagingMode, PhysMem, Translation, NO_TABLE};
+
+/// Guest-physical reads through a `HostMapper` for walks that set no A/D bits.
+struct ReadOnlyPhys<'a, H: HostMapper>(&'a H);
+
+impl<H: HostMapper> PhysMem for ReadOnlyPhys<'_, H> {
+    fn read_u32(&mut self, pa: u64) -> u32 {
+        let mut b = [0u8; 4];
+        self.0.read_phys(pa as u32, &mut b);
+        u32::from_le_bytes(b)
+    }
+    fn read_u64(&mut self, pa: u64) -> u64 {
+        let mut b = [0u8; 8];
+        self.0.read_phys(pa as u32, &mut b);
+        u64::from_le_bytes(b)
+    }
+    fn write_u32(&mut self, _: u64, _: u32) {}
+    fn write_u64(&mut self, _: u64, _: u64) {}
+}
 
 /// Host operations the shadow needs (page granular, linear pages as page numbers).
 pub trait HostMapper {
@@ -94,6 +112,8 @@ struct Saved {
 pub struct MmuStats {
     /// MOV CR3 to a different address space.
     pub space_switches: u64,
+    /// Supervisor pages kept at a switch because the new space's tables map them the same.
+    pub walk_kept: u64,
     /// Pages mapped again from a saved space at a switch (no fault needed).
     pub restored_pages: u64,
     /// Pages identical in the old and the new space, left alone on the host.
@@ -135,6 +155,10 @@ pub struct ShadowMmu {
     pae: bool,
     /// The current address space (CR3 with the bits that do not select tables cleared).
     space: u32,
+    /// The guest's paging mode, for walks of a new space at a switch (`None`: no walks).
+    pub walk_mode: Option<PagingMode>,
+    /// Current mappings dropped by the last resync (the pages a same-space switch changed).
+    dropped: Vec<u32>,
     saved: HashMap<u32, Saved>,
     saved_pages: usize,
     clock: u64,
@@ -182,6 +206,8 @@ impl ShadowMmu {
             sup_low: HashSet::default(),
             user_top: monitor_start,
             max_user_page: 0,
+            dropped: Vec::new(),
+            walk_mode: None,
             monitor_top: monitor_start,
             by_table: HashMap::default(),
             snapshots: HashMap::default(),
@@ -358,6 +384,16 @@ impl ShadowMmu {
         Some(m)
     }
 
+    /// The space key mappings are kept under.
+    pub fn space(&self) -> u32 {
+        self.space
+    }
+
+    /// Whether a user page was ever mapped at or above linear `lin`.
+    pub fn user_pages_above(&self, lin: u32) -> bool {
+        self.max_user_page >= lin >> 12
+    }
+
     /// Keeps `user_top` and the set of low supervisor pages right for a new mapping.
     fn note_privilege(&mut self, lin_page: u32, user: bool) {
         let lin = lin_page << 12;
@@ -495,6 +531,7 @@ impl ShadowMmu {
             if stale(&m, l, space) {
                 self.stats.stale_dropped += 1;
                 self.drop_page(h, l);
+                self.dropped.push(l);
             } else if m.tables.contains(&tp) {
                 keep.push(l);
             }
@@ -537,10 +574,11 @@ impl ShadowMmu {
     /// and the new space's saved mappings come back; only the difference changes on the
     /// host. Returns the linear pages whose mapping changed or went away.
     pub fn switch_space(&mut self, h: &mut impl HostMapper, new_space: u32) -> Vec<u32> {
+        self.dropped.clear();
         self.resync(h);
         if new_space == self.space && self.cache_spaces {
-            // Every mapping equals what a fresh walk gives (resync): nothing to drop.
-            return Vec::new();
+            // Every mapping equals what a fresh walk gives (resync): nothing else to drop.
+            return std::mem::take(&mut self.dropped);
         }
         self.stats.space_switches += 1;
         if self.snapshots.len() > MAX_TABLES {
@@ -581,11 +619,15 @@ impl ShadowMmu {
                     j += 1;
                 }
                 (Some(o), Some(n)) if o.0 < n.0 => {
-                    gone.push(o.0);
+                    if !self.keep_if_same(h, new_space, o.0, &o.1) {
+                        gone.push(o.0);
+                    }
                     i += 1;
                 }
                 (Some(o), None) => {
-                    gone.push(o.0);
+                    if !self.keep_if_same(h, new_space, o.0, &o.1) {
+                        gone.push(o.0);
+                    }
                     i += 1;
                 }
                 (_, Some(n)) => {
@@ -629,6 +671,45 @@ impl ShadowMmu {
         }
         self.space = new_space;
         gone
+    }
+
+    /// A supervisor mapping of the old space that the new space (`cr3`) has no saved record
+    /// of: if the new space's tables map the page the same way (same physical page and
+    /// permissions, already accessed), the host page stays and is recorded as the new
+    /// space's. Kernels whose halves are not global (Linux's direct map before it turns
+    /// CR4.PGE on, every kernel page under PTI, text_poke's temporary mm) would otherwise
+    /// have every kernel page touched in one space unmapped and faulted in again after
+    /// every switch. A walk costs far less than an unmap and a refault.
+    fn keep_if_same(&mut self, h: &mut impl HostMapper, cr3: u32, lp: u32, o: &Mapping) -> bool {
+        let Some(mode) = self.walk_mode else { return false };
+        if o.user || !self.cache_spaces {
+            return false;
+        }
+        let acc = ringfold_arch::paging::Access { write: false, user: false, fetch: false };
+        let Ok(t) = ringfold_arch::paging::walk(&mut ReadOnlyPhys(&*h), cr3, &mode, lp << 12, acc, ringfold_arch::paging::AdUpdate::None) else {
+            return false;
+        };
+        let m = Self::mapping_of(&t, false, mode.pge);
+        if m.pa != o.pa || m.allow_w != o.allow_w || m.user || m.global || t.leaf_entry & ringfold_arch::paging::PTE_A == 0 {
+            return false;
+        }
+        for (lv, tp) in m.tables.into_iter().enumerate() {
+            if tp == NONE {
+                continue;
+            }
+            if !self.snapshots.contains_key(&tp) {
+                self.snapshot(h, tp);
+            } else if self.unsynced.contains(&tp) {
+                self.refresh_entry(h, tp, entry_offset(lv, lp, self.pae, cr3));
+            }
+        }
+        // Taking a snapshot may have dropped the page (its entry changed meanwhile).
+        let Some(cur) = self.map.get(&lp).copied() else { return false };
+        self.remove_entry(lp);
+        self.insert(h, lp, m, cur.writable);
+        self.stats.kept_pages += 1;
+        self.stats.walk_kept += 1;
+        true
     }
 
     /// Keeps the non-global mappings of space `cr3` for a later switch back.
@@ -862,6 +943,42 @@ mod tests {
         (lp as usize & 0x3FF) * 4
     }
 
+    /// A supervisor page the new space maps the same way (its page directory points to the
+    /// same page table) stays mapped across the switch, recorded with the new space's
+    /// tables; one the new space maps elsewhere, or not at all, goes.
+    #[test]
+    fn supervisor_pages_mapped_alike_by_the_new_space_stay() {
+        let (mut s, mut h) = (ShadowMmu::new(0xFF00_0000), Rec::default());
+        s.walk_mode = Some(PagingMode::from_regs(1 << 31, 0, 0));
+        s.set_space(0x1000, false);
+        // Old space: PD page 1; new spaces: PD pages 8 (same PT 2) and 9 (PT 3).
+        let pde = |lp: u32| (lp as usize >> 10) * 4;
+        for (pd, pt) in [(1, 2), (8, 2), (9, 3)] {
+            h.poke(pd, pde(0xC0400), (pt << 12) | 0x23);
+        }
+        h.poke(2, pte_off(0xC0400), 0x5063); // P RW A D, supervisor
+        h.poke(2, pte_off(0xC0401), 0x6003); // never accessed (A=0)
+        h.poke(3, pte_off(0xC0400), 0x7063);
+        let t = [NO_TABLE, 0x1000, 0x2000];
+        s.install(&mut h, 0xC0400, &tr(0x5000, true, false, true, t), true, false);
+        s.install(&mut h, 0xC0401, &tr(0x6000, true, false, true, t), true, false);
+        let gone = s.switch_space(&mut h, 0x8000);
+        assert_eq!(gone, vec![0xC0401], "A=0 in the new tables: not kept");
+        assert_eq!(h.mapped.get(&0xC0400), Some(&(5, true)));
+        assert_eq!(s.stats.walk_kept, 1);
+        assert!(s.is_protected_table(8), "the new space's page directory is tracked now");
+        // The new space's PD entry changes: the kept page goes at the next switch.
+        s.table_written(&mut h, 8);
+        h.poke(8, pde(0xC0400), (3 << 12) | 0x23);
+        s.switch_space(&mut h, 0x8000);
+        assert!(!h.mapped.contains_key(&0xC0400));
+        // Space 9 maps the page elsewhere: going there from space 1's saved page drops it.
+        s.switch_space(&mut h, 0x1000);
+        assert_eq!(h.mapped.get(&0xC0400), Some(&(5, true)));
+        s.switch_space(&mut h, 0x9000);
+        assert!(!h.mapped.contains_key(&0xC0400));
+    }
+
     #[test]
     fn paging_structures_are_write_protected_and_written_entries_dropped_at_switch() {
         let (mut s, mut h) = (ShadowMmu::new(0xFF00_0000), Rec::default());
@@ -882,8 +999,9 @@ mod tests {
         h.poke(2, pte_off(0x401), 0x7067);
         // A/D bits newly set on 0x400's PTE do not matter.
         h.poke(2, pte_off(0x400), 0x5067 | 0x40);
-        // MOV CR3 to the same space: the changed entry's mapping goes, the other stays.
-        assert_eq!(s.switch_space(&mut h, 0x1000), Vec::<u32>::new());
+        // MOV CR3 to the same space: the changed entry's mapping goes (and is reported),
+        // the other stays.
+        assert_eq!(s.switch_space(&mut h, 0x1000), vec![0x401]);
         assert!(!h.mapped.contains_key(&0x401));
         assert!(h.mapped.contains_key(&0x400));
         assert_eq!(s.stats.stale_dropped, 1);

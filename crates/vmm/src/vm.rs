@@ -241,6 +241,8 @@ pub struct Vm {
     code_pa: HashMap<u32, u32>,
     /// Linear code pages whose translation is global (survives MOV CR3).
     global_code: HashSet<u32>,
+    /// The last MOV CR3's table bits (tells a PTI kernel/user switch from a reload).
+    last_raw_space: u32,
     /// Live non-global linear code pages (what a MOV CR3 must check) -> whether CPL3 code
     /// was translated there (the check walks with user privilege then).
     local_code: HashMap<u32, bool>,
@@ -307,6 +309,7 @@ impl Vm {
             code_pa: HashMap::default(),
             global_code: HashSet::default(),
             local_code: HashMap::default(),
+            last_raw_space: u32::MAX,
             unmap_after_single: None,
             large_code_pages: HashSet::default(),
             platform: None,
@@ -380,8 +383,35 @@ impl Vm {
 
     /// The current address space as the shadow MMU names it: CR3 without the bits that do
     /// not select the top-level table.
-    fn space_key(&self) -> u32 {
+    fn space_key(&mut self) -> u32 {
+        let raw = self.raw_space();
+        match raw & 0x1000 {
+            0x1000 if self.pti_twin(raw) => raw & !0x1000,
+            _ => raw,
+        }
+    }
+
+    fn raw_space(&self) -> u32 {
         self.m.cpu.cr3 & if self.m.cpu.cr4 & cr4::PAE != 0 { !0x1F } else { !0xFFF }
+    }
+
+    /// Page-table isolation (Linux PTI with PAE): a process has a kernel PDPT at an
+    /// 8 KiB-aligned page and a user PDPT in the next page whose user entries (below
+    /// 3 GiB) are the same page directories. Such a user CR3 shares the kernel CR3's shadow
+    /// space, so the two switches of every system call cost a resync instead of swapping
+    /// thousands of mappings. The union keeps kernel-half mappings the user PDPT lacks:
+    /// guest CPL3 cannot reach them (segments truncated below `user_top`, low supervisor
+    /// pages unmapped on entry to CPL3); only guest CPL0 code touching kernel memory
+    /// unmapped in the user tables — which would fault on hardware — sees a difference.
+    /// Not applied when user pages were ever mapped at or above 3 GiB.
+    fn pti_twin(&mut self, user: u32) -> bool {
+        if self.m.cpu.cr4 & cr4::PAE == 0 || self.m.mem.mmu.user_pages_above(0xC000_0000) {
+            return false;
+        }
+        let (mut a, mut b) = ([0u8; 24], [0u8; 24]);
+        self.m.mem.read(user, &mut a);
+        self.m.mem.read(user & !0x1000, &mut b);
+        a == b
     }
 
     /// Applies what happened since the last entry: translation changes (MOV CR3, INVLPG,
@@ -402,9 +432,25 @@ impl Vm {
                     }
                 }
                 TlbEvent::FlushNonGlobal => {
-                    let space = self.space_key();
-                    self.m.mem.with_mmu(|mmu, mp| mmu.switch_space(mp, space))?;
-                    self.switch_code(false)?;
+                    let (raw, space) = (self.raw_space(), self.space_key());
+                    let twin = space == self.m.mem.mmu.space() && raw != self.last_raw_space;
+                    self.last_raw_space = raw;
+                    let mode = self.m.paging_mode();
+                    let dropped = self.m.mem.with_mmu(|mmu, mp| {
+                        mmu.walk_mode = Some(mode);
+                        mmu.switch_space(mp, space)
+                    })?;
+                    if twin {
+                        // Kernel <-> user tables of one process: only what the resync
+                        // dropped can have changed (see `pti_twin`).
+                        for lp in dropped {
+                            if self.code_pa.contains_key(&lp) && self.park_lin(lp)? {
+                                break;
+                            }
+                        }
+                    } else {
+                        self.switch_code(false)?;
+                    }
                 }
                 TlbEvent::Invlpg(l) => {
                     let mut pages = self.m.mem.with_mmu(|mmu, mp| mmu.invlpg(mp, l))?;
@@ -1098,6 +1144,13 @@ impl Vm {
                 // A paging structure a shadow mapping came from: the write goes ahead;
                 // what it changed is compared at the next address-space switch.
                 self.m.mem.with_mmu(|mmu, mp| mmu.table_written(mp, pa))?;
+                if !self.m.mem.mmu.is_code_page(pa) && self.m.mem.mmu.mapped(lin >> 12).is_some_and(|m| m.pa == pa && m.writable) {
+                    // Only the protection was in the way (the mapping is current: its
+                    // tables are protected too). Re-installing would redo a whole large
+                    // page run: Linux's text_poke writes a page table through the 4 MiB
+                    // direct map at every patch.
+                    return Ok(());
+                }
             }
             if acc.write && self.m.mem.mmu.is_code_page(pa) {
                 // Self-modifying code: drop the translations; the store runs from a
