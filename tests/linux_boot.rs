@@ -13,6 +13,10 @@ fn guest_dir() -> PathBuf {
 }
 
 fn boot(flavour: &str) {
+    boot_with(flavour, &[])
+}
+
+fn boot_with(flavour: &str, extra: &[&str]) {
     let dir = guest_dir();
     let kernel = dir.join(format!("vmlinuz-{flavour}"));
     let initrd = dir.join("initramfs.cpio.gz");
@@ -24,6 +28,7 @@ fn boot(flavour: &str) {
         .arg("--initrd")
         .arg(&initrd)
         .args(["--append", &format!("console=ttyS0 rf.workload={workload}")])
+        .args(extra)
         .output()
         .expect("spawn ringfold");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -36,6 +41,14 @@ fn boot(flavour: &str) {
     }
     assert!(text.contains("reboot: System halted"), "{flavour}: no halt\n{text}");
     assert!(!text.contains("Kernel panic") && !text.contains("BUG:"), "{flavour}:\n{text}");
+    if extra.contains(&"--no-apic") {
+        assert!(text.contains("APIC: Keep in PIC mode(8259)"), "{flavour}: PIC mode\n{text}");
+    } else {
+        // The MP table was found and IRQ0 works through IOAPIC pin 2 (check_timer).
+        assert!(text.contains("found SMP MP-table at [mem 0x000f0000"), "{flavour}: MP table\n{text}");
+        assert!(text.contains("..TIMER: vector=") && text.contains(" apic1=0 pin1=2 "), "{flavour}: IOAPIC timer\n{text}");
+        assert!(!text.contains("MP-BIOS bug") && !text.contains("timer doesn't work"), "{flavour}:\n{text}");
+    }
     // poweroff -f without ACPI ends in `cli; hlt`: ringfold stops with status 82.
     assert_eq!(out.status.code(), Some(82), "{flavour}: {err}");
 }
@@ -50,4 +63,10 @@ fn debian_686_boots_to_init() {
 #[ignore = "needs scripts/fetch-debian-guest.sh downloads"]
 fn debian_686_pae_boots_to_init() {
     boot("686-pae");
+}
+
+#[test]
+#[ignore = "needs scripts/fetch-debian-guest.sh downloads"]
+fn debian_686_boots_to_init_without_apic() {
+    boot_with("686", &["--no-apic"]);
 }
