@@ -63,6 +63,10 @@ struct RunArgs {
     /// for a switch back (for measurements).
     #[arg(long)]
     no_shadow_cache: bool,
+    /// Leave out the local APIC, the IOAPIC and the MP table: interrupts reach the CPU
+    /// through the 8259 PIC only and CPUID reports no APIC.
+    #[arg(long)]
+    no_apic: bool,
     /// Do not install the seccomp filter (debugging only).
     #[arg(long, hide = true)]
     no_seccomp: bool,
@@ -181,6 +185,10 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
     platform.connect(4, uart_irq);
     let mut vm = Vm::new(a.mem << 20, ports).context("cannot create the VM")?;
     vm.set_shadow_cache(!a.no_shadow_cache);
+    if !a.no_apic {
+        let apic = platform.attach_apics(&mut vm.m.mmio).context("cannot register the APICs")?;
+        vm.m.apic = Some(Box::new(apic));
+    }
     vm.platform = Some(Box::new(platform));
     vm.guest_events = Some(events.clone());
     vm.m.mmio
@@ -196,6 +204,19 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
         let cmdline = format!("{} reservetop={}M", a.append, (0x1_0000_0000u64 - MONITOR_START as u64) >> 20);
         let lb = linux::load_linux(vm.ram_mut(), &kernel, cmdline.trim_start(), initrd.as_deref(), &e820)
             .with_context(|| format!("cannot load {}", kernel_path.display()))?;
+        if !a.no_apic {
+            // Without ACPI tables, the MP table is how Linux learns about the APICs and the
+            // ISA IRQ wiring. 0xF0000 is in the BIOS area Linux scans for the floating
+            // pointer and is e820-reserved (`default_e820`), so the kernel keeps it intact.
+            use ringfold_boot::mptable::{build_mp_table, MP_TABLE_DEFAULT_BASE};
+            let leaf1 = ringfold_vmm::cpuid::cpuid(1, 0, true);
+            let table = build_mp_table(MP_TABLE_DEFAULT_BASE, leaf1[0], leaf1[3]);
+            let at = MP_TABLE_DEFAULT_BASE as usize;
+            vm.ram_mut()
+                .get_mut(at..at + table.len())
+                .context("guest RAM does not cover the MP table at 0xF0000")?
+                .copy_from_slice(&table);
+        }
         *vm.cpu_mut() = Cpu::linux_entry(lb.entry, lb.esi, linux::BOOT_GDT_ADDR, linux::BOOT_GDT_LIMIT, linux::BOOT_STACK_TOP);
     } else {
         let modules: Vec<ringfold_boot::Module> =

@@ -333,6 +333,24 @@ mod tests {
     }
 
     #[test]
+    fn default_base_is_reserved_in_the_default_e820_map() {
+        // `ringfold run` writes the table there for Linux, which must not reuse the memory.
+        use crate::linux::{default_e820, E820_RESERVED};
+        let (start, end) = (
+            u64::from(MP_TABLE_DEFAULT_BASE),
+            u64::from(MP_TABLE_DEFAULT_BASE) + MP_TABLE_SIZE as u64,
+        );
+        for ram in [2u64 << 20, 128 << 20, 3072 << 20] {
+            assert!(
+                default_e820(ram)
+                    .iter()
+                    .any(|e| e.typ == E820_RESERVED && e.addr <= start && end <= e.addr + e.size),
+                "{ram:#x}"
+            );
+        }
+    }
+
+    #[test]
     #[should_panic(expected = "16-byte aligned")]
     fn misaligned_base_panics() {
         build_mp_table(0xF_0008, 0, 0);

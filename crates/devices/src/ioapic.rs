@@ -141,6 +141,12 @@ impl IoApic {
         std::mem::take(&mut self.pending)
     }
 
+    /// Like [`IoApic::take_deliveries`], but the queue keeps its storage: the platform
+    /// drains it on every interrupt, which then allocates nothing.
+    pub fn drain_deliveries(&mut self) -> std::vec::Drain<'_, Delivery> {
+        self.pending.drain(..)
+    }
+
     /// Whether [`IoApic::take_deliveries`] would return something.
     pub fn has_deliveries(&self) -> bool {
         !self.pending.is_empty()
@@ -437,6 +443,24 @@ mod tests {
         assert_eq!(rd(&mut io, 0x12) & (1 << 14), 0);
         io.pulse(24); // out of range: ignored
         io.eoi(0);
+    }
+
+    #[test]
+    fn drain_deliveries_empties_the_queue() {
+        let mut io = IoApic::default();
+        program(&mut io, 3, 0x33);
+        io.pulse(3);
+        io.pulse(3);
+        assert_eq!(io.drain_deliveries().count(), 2);
+        assert!(!io.has_deliveries());
+        io.pulse(3);
+        assert_eq!(
+            io.drain_deliveries().collect::<Vec<_>>(),
+            vec![Delivery::Fixed {
+                vector: 0x33,
+                level: false
+            }]
+        );
     }
 
     #[test]

@@ -467,6 +467,12 @@ impl LocalApic {
         std::mem::take(&mut self.eoi_vectors)
     }
 
+    /// Like [`LocalApic::take_eoi_vectors`], but the list keeps its storage (no
+    /// allocation per level-triggered EOI on the platform's hot path).
+    pub fn drain_eoi_vectors(&mut self) -> std::vec::Drain<'_, u8> {
+        self.eoi_vectors.drain(..)
+    }
+
     /// Takes a pending self-NMI sent through the ICR.
     pub fn take_nmi(&mut self) -> bool {
         std::mem::take(&mut self.nmi_pending)
@@ -848,6 +854,20 @@ mod tests {
         // Edge delivery of the same vector clears its TMR bit.
         a.set_irq(0x40);
         assert_eq!(rd(&mut a, reg::TMR + 0x20), 0);
+    }
+
+    #[test]
+    fn drain_eoi_vectors_empties_the_list() {
+        let mut a = enabled();
+        a.set_irq_level(0x40);
+        a.set_irq_level(0x50);
+        assert_eq!(a.acknowledge(), Some(0x50));
+        wr(&mut a, reg::EOI, 0);
+        assert_eq!(a.acknowledge(), Some(0x40));
+        wr(&mut a, reg::EOI, 0);
+        assert_eq!(a.drain_eoi_vectors().collect::<Vec<_>>(), vec![0x50, 0x40]);
+        assert_eq!(a.drain_eoi_vectors().count(), 0);
+        assert!(a.take_eoi_vectors().is_empty());
     }
 
     #[test]

@@ -306,6 +306,10 @@ impl<M: Memory> Machine<M> {
             msr::SYSENTER_EIP => self.cpu.sysenter_eip as u64,
             msr::PAT => self.cpu.pat,
             msr::EFER => self.cpu.efer,
+            msr::APIC_BASE => match &self.apic {
+                Some(a) => a.read(),
+                None => return Err(Fault::gp(0)),
+            },
             _ => return Err(Fault::gp(0)),
         })
     }
@@ -323,6 +327,14 @@ impl<M: Memory> Machine<M> {
                     self.tlb_events.push(TlbEvent::FlushAll);
                 }
                 self.cpu.efer = v;
+            }
+            msr::APIC_BASE if self.apic.is_some() && v & ringfold_devices::APIC_BASE_MSR_RESERVED == 0 => {
+                if let Some(a) = self.apic.as_mut() {
+                    a.write(v);
+                }
+                // Enabling/disabling the APIC changes where interrupts go: count it as a
+                // device access so the run loop recomputes the platform's state.
+                self.io_count += 1;
             }
             _ => return Err(Fault::gp(0)),
         }
@@ -727,7 +739,7 @@ impl<M: Memory> Machine<M> {
                 return Err(Fault::gp(0).into());
             }
             Mn::Cpuid => {
-                let r = cpuid::cpuid(self.cpu.gpr[0], self.cpu.gpr[1]);
+                let r = cpuid::cpuid(self.cpu.gpr[0], self.cpu.gpr[1], self.apic.is_some());
                 self.cpu.gpr[0] = r[0];
                 self.cpu.gpr[3] = r[1];
                 self.cpu.gpr[1] = r[2];

@@ -68,6 +68,13 @@ pub trait Platform {
     }
 }
 
+/// The local APIC's IA32_APIC_BASE MSR (0x1B), which lives with the platform's APIC.
+pub trait ApicBaseMsr: Send {
+    fn read(&self) -> u64;
+    /// WRMSR; the caller has already raised #GP for reserved bits.
+    fn write(&mut self, v: u64);
+}
+
 /// A change of the guest's address translation the shadow must follow (TLB semantics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlbEvent {
@@ -169,11 +176,13 @@ pub struct Machine<M: Memory> {
     /// Port and MMIO device accesses so far: device state (and so interrupt deadlines)
     /// can only change by an access, by time, or by an interrupt acknowledge.
     pub io_count: u64,
+    /// The local APIC's base MSR, if the platform has one (it also sets CPUID.1:EDX.APIC).
+    pub apic: Option<Box<dyn ApicBaseMsr>>,
 }
 
 impl<M: Memory> Machine<M> {
     pub fn new(mem: M, ports: PortBus) -> Self {
-        Machine { cpu: Cpu::default(), mem, ports, mmio: MmioBus::new(), clock: || 0, tlb_events: Vec::new(), io_count: 0 }
+        Machine { cpu: Cpu::default(), mem, ports, mmio: MmioBus::new(), clock: || 0, tlb_events: Vec::new(), io_count: 0, apic: None }
     }
 
     // ----- linear memory -----
