@@ -494,8 +494,23 @@ impl ShadowMmu {
                 let changed: Vec<bool> = (0..4096 / n).map(|e| entry_changed(&snap[e * n..e * n + n], &now[e * n..e * n + n])).collect();
                 self.drop_dependents(h, tp, &|off| changed[off / n]);
             }
-            self.snapshot(h, tp);
+            if self.derives_anything(tp) {
+                self.snapshot(h, tp);
+            } else {
+                // No mapping, current or saved, comes from it any more (a freed page
+                // table, reused as a kernel stack say): stop protecting it, or every
+                // write to it would fault again after each switch.
+                self.snapshots.remove(&tp);
+                self.by_table.remove(&tp);
+                self.reprotect_phys(h, tp);
+            }
         }
+    }
+
+    /// Whether some current or saved mapping was derived from paging structure `tp`.
+    fn derives_anything(&self, tp: u32) -> bool {
+        let current = self.by_table.get(&tp).is_some_and(|ls| ls.iter().any(|l| self.map.get(l).is_some_and(|m| m.tables.contains(&tp))));
+        current || self.saved.values().any(|s| s.by_table.get(&tp).is_some_and(|is| is.iter().any(|&i| s.entries[i as usize].1.pa != NONE)))
     }
 
     fn entry_bytes(&self) -> usize {
@@ -977,6 +992,32 @@ mod tests {
         assert_eq!(h.mapped.get(&0xC0400), Some(&(5, true)));
         s.switch_space(&mut h, 0x9000);
         assert!(!h.mapped.contains_key(&0xC0400));
+    }
+
+    /// A page table nothing derives from any more (its PDE was cleared: the guest freed
+    /// it) stops being protected, so its reuse as ordinary data does not fault.
+    #[test]
+    fn orphaned_page_tables_are_released() {
+        let (mut s, mut h) = (ShadowMmu::new(0xFF00_0000), Rec::default());
+        s.set_space(0x1000, false);
+        h.poke(1, 4, 0x2027);
+        h.poke(2, pte_off(0x400), 0x5067);
+        s.install(&mut h, 0x400, &tr(0x5000, true, true, true, [NO_TABLE, 0x1000, 0x2000]), true, false);
+        s.install(&mut h, 0xC0002, &tr(0x2000, true, false, true, [NO_TABLE, 0x1000, 0x3000]), true, false);
+        assert_eq!(h.mapped[&0xC0002], (2, false));
+        s.switch_space(&mut h, 0x1000);
+        assert!(s.is_protected_table(2), "still in use: stays protected");
+        s.table_written(&mut h, 1);
+        h.poke(1, 4, 0);
+        s.switch_space(&mut h, 0x1000);
+        assert!(!h.mapped.contains_key(&0x400));
+        // Released when next written (found orphaned at the next comparison).
+        s.table_written(&mut h, 2);
+        h.poke(2, 0, 0x1234);
+        s.switch_space(&mut h, 0x1000);
+        assert!(!s.is_protected_table(2));
+        assert_eq!(h.mapped[&0xC0002], (2, true), "writable for good");
+        assert!(s.is_protected_table(1), "0xC0002 still comes from page directory 1");
     }
 
     #[test]
