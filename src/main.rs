@@ -247,15 +247,16 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
             eprintln!("ringfold: interpreted exits (mnemonic@CPL count): {}", top.join(", "));
         }
     }
+    // A halted CPU that cannot wake after the kernel said it powers off / halts.
+    let announced = match events.get() {
+        ringfold_devices::GuestEvent::PowerOff => Some("powered off"),
+        ringfold_devices::GuestEvent::Halt => Some("halted the system"),
+        _ => None,
+    };
     Ok(match stop {
         Stop::Exit(s) => ExitCode::from(s as u8),
-        // A halted CPU that cannot wake after the kernel said it powers off / halts.
-        Stop::HaltedForever(_) if events.get() == ringfold_devices::GuestEvent::PowerOff => {
-            eprintln!("ringfold: the guest powered off");
-            ExitCode::SUCCESS
-        }
-        Stop::HaltedForever(_) if events.get() == ringfold_devices::GuestEvent::Halt => {
-            eprintln!("ringfold: the guest halted the system");
+        Stop::HaltedForever(_) if announced.is_some() => {
+            eprintln!("ringfold: the guest {}", announced.unwrap_or_default());
             ExitCode::SUCCESS
         }
         other => {

@@ -304,6 +304,22 @@ impl ShadowMmu {
         }
     }
 
+    /// Protects the paging structures a mapping of `lin_page` (in space `cr3`) is derived
+    /// from: a snapshot of each new one; for one written since its snapshot, the entry the
+    /// mapping comes from becomes the baseline, after dropping what came from its old value.
+    fn track_tables(&mut self, h: &mut impl HostMapper, tables: &[u32; 3], lin_page: u32, cr3: u32) {
+        for (lv, &tp) in tables.iter().enumerate() {
+            if tp == NONE {
+                continue;
+            }
+            if !self.snapshots.contains_key(&tp) {
+                self.snapshot(h, tp);
+            } else if self.unsynced.contains(&tp) {
+                self.refresh_entry(h, tp, entry_offset(lv, lin_page, self.pae, cr3));
+            }
+        }
+    }
+
     /// Maps `lin_page` after a successful walk `t` for an access (`write`).
     pub fn install(&mut self, h: &mut impl HostMapper, lin_page: u32, t: &Translation, write: bool, pge: bool) {
         let pa = (t.pa >> 12) as u32;
@@ -321,18 +337,7 @@ impl ShadowMmu {
             // outlive the address space whose tables they were walked through.
             m0.tables = [NONE; 3];
         }
-        for (lv, tp) in m0.tables.into_iter().enumerate() {
-            if tp == NONE {
-                continue;
-            }
-            if !self.snapshots.contains_key(&tp) {
-                self.snapshot(h, tp);
-            } else if self.unsynced.contains(&tp) {
-                // The table was written since its snapshot: the entry this mapping comes
-                // from becomes the baseline, after dropping what came from its old value.
-                self.refresh_entry(h, tp, entry_offset(lv, lin_page, self.pae, self.space));
-            }
-        }
+        self.track_tables(h, &m0.tables, lin_page, self.space);
         for k in 0..count {
             self.remove_entry(lin_page + k);
         }
@@ -708,16 +713,7 @@ impl ShadowMmu {
         if m.pa != o.pa || m.allow_w != o.allow_w || m.user || m.global || t.leaf_entry & ringfold_arch::paging::PTE_A == 0 {
             return false;
         }
-        for (lv, tp) in m.tables.into_iter().enumerate() {
-            if tp == NONE {
-                continue;
-            }
-            if !self.snapshots.contains_key(&tp) {
-                self.snapshot(h, tp);
-            } else if self.unsynced.contains(&tp) {
-                self.refresh_entry(h, tp, entry_offset(lv, lp, self.pae, cr3));
-            }
-        }
+        self.track_tables(h, &m.tables, lp, cr3);
         // Taking a snapshot may have dropped the page (its entry changed meanwhile).
         let Some(cur) = self.map.get(&lp).copied() else { return false };
         self.remove_entry(lp);
