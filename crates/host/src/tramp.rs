@@ -75,6 +75,12 @@ std::arch::global_asm!(
     "mov r10d, {ctx}",
     "mov rsp, [r10 + {host_rsp}]",
     "2:",
+    // The data segment registers as the guest left them (inline segment loads change
+    // them; a signal delivery and sigreturn to 64-bit code keep them).
+    "mov word ptr [r10 + {ds}], ds",
+    "mov word ptr [r10 + {es}], es",
+    "mov word ptr [r10 + {fs}], fs",
+    "mov word ptr [r10 + {gs}], gs",
     "fxsave [r10 + {fx}]",
     "fninit",
     "push 0x1f80",

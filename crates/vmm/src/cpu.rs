@@ -32,7 +32,7 @@ impl Sreg {
 
 /// A segment register: the guest-visible selector and its hidden descriptor cache.
 /// `valid == false` means a null selector was loaded (any access faults).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SegReg {
     pub sel: u16,
     pub desc: Descriptor,

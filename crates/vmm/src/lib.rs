@@ -11,6 +11,7 @@ pub mod machine;
 pub mod mmu;
 pub mod platform;
 pub mod seg;
+pub mod segcache;
 pub mod translate;
 pub mod vm;
 pub mod xfer;

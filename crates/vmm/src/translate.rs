@@ -72,6 +72,9 @@ pub enum SiteKind {
     Dispatch { key: Key },
     /// An inline STI set IF while an interrupt is pending: deliver it after the STI shadow.
     StiPending { next: u32 },
+    /// The miss path of an inline segment load (MOV/POP to DS, ES, FS, GS): interpret it,
+    /// then fill the segment-load table for the selector.
+    SegLoad(Box<Instruction>),
 }
 
 /// Scratch state an inline lookup sequence has put on the guest stack at a given host
@@ -87,11 +90,18 @@ pub struct Scratch {
     /// guest's ECX saved at ESP + `ecx_at` if set.
     pub if_seq: bool,
     pub undo: u8,
-    pub ecx_at: Option<u8>,
+    pub ecx_at: Option<i8>,
     /// Also for inline PUSHFD/POPFD: the guest's EAX saved at ESP + `eax_at`, and host
     /// EFLAGS (arithmetic flags to restore) saved at ESP + `flags_at`.
-    pub eax_at: Option<u8>,
-    pub flags_at: Option<u8>,
+    pub eax_at: Option<i8>,
+    pub flags_at: Option<i8>,
+    /// Inline segment loads and segment reads also save EDX and EBX (below ESP: offsets
+    /// are negative there).
+    pub edx_at: Option<i8>,
+    pub ebx_at: Option<i8>,
+    /// Inline flag sequences: while DS holds the virtual-flags segment, the guest's DS (its
+    /// host selector) is saved at ESP + `ds_at`.
+    pub ds_at: Option<i8>,
     /// Not rewindable (a kick resumes exactly there; nothing here can fault).
     pub raw_ok: bool,
 }
@@ -190,11 +200,20 @@ const STUB32: usize = 7;
 /// Lookup tables are two-way set-associative: 4096 sets of two 8-byte entries.
 const TABLE_ENTRIES: usize = 8192;
 const TABLE_SETS: usize = TABLE_ENTRIES / 2;
-/// The first bytes of the cache hold data the translations read through CS: the guest's
-/// segment selectors (ES CS SS DS FS GS as zero-extended dwords), kept current by the
-/// monitor before every entry (all segment loads happen in the monitor).
+/// The first bytes of the cache hold data the translations read through CS (the monitor
+/// writes them through the cache's alias). The guest's CS and SS selectors (at 4 and 8;
+/// the layout is ES CS SS DS FS GS as zero-extended dwords), kept current by the monitor
+/// before every entry (CS and SS only change in the monitor).
 pub const SELECTOR_MIRROR: usize = 0;
-const DATA_BYTES: usize = 64;
+/// Guest selector (u16) for each host selector value 0..SEG_REV_ENTRIES that a data
+/// segment register may hold (null selectors 0..3 and the shadow slots): how translated
+/// PUSH DS / MOV r32, FS read the guest's DS/ES/FS/GS, which inline loads change.
+pub const SEG_REV: usize = 64;
+pub const SEG_REV_ENTRIES: usize = 1024;
+/// The inline segment-load table (see `segcache`): 256 entries of 32 bytes, indexed by the
+/// low byte of the guest selector.
+pub const SEG_TABLE: usize = SEG_REV + 2 * SEG_REV_ENTRIES;
+const DATA_BYTES: usize = SEG_TABLE + crate::segcache::TABLE_BYTES;
 const TABLE_BYTES: usize = TABLE_ENTRIES * 8;
 const STUB64: usize = 19;
 
@@ -238,6 +257,8 @@ pub enum Class {
     /// PUSHFD / POPFD at guest CPL0: system flags from/to the virtual-flags page.
     InlinePushfd,
     InlinePopfd,
+    /// MOV DS/ES/FS/GS, r/m16 and POP DS/ES/FS/GS at guest CPL0: the segment-load table.
+    InlineSegLoad,
     /// Near RET / RET imm16 (32-bit operand size): inline table lookup.
     Ret,
     /// Near JMP/CALL through a 32-bit register or memory operand: inline table lookup.
@@ -361,9 +382,24 @@ fn emit_if_seq(
     stubs: &mut Vec<(usize, SiteKind)>,
     next: u32,
 ) -> usize {
+    let from = insns.len();
+    let c = emit_if_seq_body(tc, at, eip, sti, insns, stubs, next);
+    note_saved_ds(insns, from, 0);
+    c
+}
+
+fn emit_if_seq_body(
+    tc: &mut [u8],
+    at: usize,
+    eip: u32,
+    sti: bool,
+    insns: &mut Vec<(usize, u32, Scratch)>,
+    stubs: &mut Vec<(usize, SiteKind)>,
+    next: u32,
+) -> usize {
     let mut c = at;
     #[allow(clippy::too_many_arguments)]
-    fn put(insns: &mut Vec<(usize, u32, Scratch)>, eip: u32, tc: &mut [u8], c: &mut usize, bytes: &[u8], undo: u8, ecx_at: Option<u8>) {
+    fn put(insns: &mut Vec<(usize, u32, Scratch)>, eip: u32, tc: &mut [u8], c: &mut usize, bytes: &[u8], undo: u8, ecx_at: Option<i8>) {
         insns.push((*c, eip, Scratch { in_seq: true, if_seq: true, undo, ecx_at, ..Scratch::default() }));
         tc[*c..*c + bytes.len()].copy_from_slice(bytes);
         *c += bytes.len();
@@ -399,9 +435,17 @@ fn emit_if_seq(
     c
 }
 
+/// Notes where the inline flag sequence whose records start at `from` keeps the guest's DS:
+/// pushed right after `below` bytes of the sequence's own stack use.
+fn note_saved_ds(insns: &mut [(usize, u32, Scratch)], from: usize, below: u8) {
+    for (_, _, s) in insns[from..].iter_mut().filter(|(_, _, s)| s.if_seq || s.raw_ok) {
+        s.ds_at = if s.raw_ok { Some(0) } else { s.undo.checked_sub(below + 4).map(|o| o as i8) };
+    }
+}
+
 /// Records a host instruction of an inline flags sequence with its undo information.
 #[allow(clippy::too_many_arguments)]
-fn rec_flags(insns: &mut Vec<(usize, u32, Scratch)>, eip: u32, tc: &mut [u8], c: &mut usize, bytes: &[u8], undo: u8, eax_at: Option<u8>, ecx_at: Option<u8>, flags_at: Option<u8>) {
+fn rec_flags(insns: &mut Vec<(usize, u32, Scratch)>, eip: u32, tc: &mut [u8], c: &mut usize, bytes: &[u8], undo: u8, eax_at: Option<i8>, ecx_at: Option<i8>, flags_at: Option<i8>) {
     insns.push((*c, eip, Scratch { in_seq: true, if_seq: true, undo, ecx_at, eax_at, flags_at, ..Scratch::default() }));
     tc[*c..*c + bytes.len()].copy_from_slice(bytes);
     *c += bytes.len();
@@ -421,6 +465,13 @@ const HOST_FLAGS: u32 = 0xCD5;
 /// pop %ecx; pop %eax; pop %ds; popfd
 /// ```
 fn emit_pushfd(tc: &mut [u8], at: usize, eip: u32, insns: &mut Vec<(usize, u32, Scratch)>) -> usize {
+    let from = insns.len();
+    let c = emit_pushfd_body(tc, at, eip, insns);
+    note_saved_ds(insns, from, 8);
+    c
+}
+
+fn emit_pushfd_body(tc: &mut [u8], at: usize, eip: u32, insns: &mut Vec<(usize, u32, Scratch)>) -> usize {
     let mut c = at;
     let sel = ringfold_host::VCPU_SEL as u8;
     let vsys = ringfold_host::layout::VCPU_VSYS.to_le_bytes();
@@ -468,6 +519,13 @@ fn emit_pushfd(tc: &mut [u8], at: usize, eip: u32, insns: &mut Vec<(usize, u32, 
 ///    andl $~(TF|AC|NT),12(%esp); pop %ecx; pop %eax; pop %ds; popfd
 /// ```
 fn emit_popfd(tc: &mut [u8], at: usize, i: &Instruction, insns: &mut Vec<(usize, u32, Scratch)>, stubs: &mut Vec<(usize, SiteKind)>) -> usize {
+    let from = insns.len();
+    let c = emit_popfd_body(tc, at, i, insns, stubs);
+    note_saved_ds(insns, from, 0);
+    c
+}
+
+fn emit_popfd_body(tc: &mut [u8], at: usize, i: &Instruction, insns: &mut Vec<(usize, u32, Scratch)>, stubs: &mut Vec<(usize, SiteKind)>) -> usize {
     let eip = i.ip32();
     let mut c = at;
     let sel = ringfold_host::VCPU_SEL as u8;
@@ -514,6 +572,181 @@ fn emit_popfd(tc: &mut [u8], at: usize, i: &Instruction, insns: &mut Vec<(usize,
     tc[c] = 0x1F; // pop %ds
     tc[c + 1] = 0x9D; // popfd
     c + 2
+}
+
+/// The segment register number (ES 0, CS 1, SS 2, DS 3, FS 4, GS 5) an instruction loads
+/// if it is an inline segment load: MOV DS/ES/FS/GS, r/m16 (register or a 32-bit memory
+/// operand not addressed through CS) or a 32-bit POP DS/ES/FS/GS.
+pub fn inline_seg_load(i: &Instruction) -> Option<u8> {
+    use iced_x86::Code as C;
+    let sreg = match i.code() {
+        C::Popd_DS => Register::DS,
+        C::Popd_ES => Register::ES,
+        C::Popd_FS => Register::FS,
+        C::Popd_GS => Register::GS,
+        C::Mov_Sreg_rm16 | C::Mov_Sreg_r32m16 => {
+            if i.op1_kind() == OpKind::Memory
+                && (i.memory_base().size() == 2 || i.memory_displ_size() == 2 || i.segment_prefix() == Register::CS)
+            {
+                return None;
+            }
+            i.op0_register()
+        }
+        _ => return None,
+    };
+    match sreg {
+        Register::ES => Some(0),
+        Register::DS => Some(3),
+        Register::FS => Some(4),
+        Register::GS => Some(5),
+        _ => None,
+    }
+}
+
+/// Emits an inline segment load (see `segcache`) at `tc[at..]`; `table` is the host
+/// address of the segment-load table. EAX, ECX, EDX and EBX are saved below ESP (i386 has
+/// no red zone, but nothing else writes the guest stack while translated code runs) and
+/// restored on both paths; every host instruction is rewindable (a fault or a kick
+/// re-executes the guest instruction, which is idempotent: the source is read again).
+///
+/// ```text
+/// mov %eax,-4(%esp); mov %ecx,-8(%esp); mov %edx,-12(%esp); mov %ebx,-16(%esp)
+/// movzwl SRC,%ecx                       (POP: movzwl (%esp),%ecx)
+/// movzbl %cl,%eax; lea 0(,%eax,8),%eax  (entry = T + 4*EAX)
+/// mov %cs:T+TAG(,%eax,4),%edx; lea 0(%ecx,%edx),%ecx; jecxz 1f; jmp miss   (CPL0: 0 << 16)
+/// 1: mov %cs:T+LIN(,%eax,4),%edx; mov %cs:(%edx),%ecx; mov %cs:4(%edx),%edx
+///    mov %cs:T+NLO(,%eax,4),%ebx; lea (%ecx,%ebx),%ecx; jecxz 2f; jmp miss
+/// 2: mov %cs:T+NHI(,%eax,4),%ebx; lea (%edx,%ebx),%ecx; jecxz 3f; jmp miss
+/// 3: mov %cs:T+HOST(,%eax,4),%eax; mov %eax,%SREG; restore x4; (POP: lea 4(%esp),%esp)
+///    jmp done
+/// miss: restore x4; ljmp -> interpret and fill
+/// done:
+/// ```
+#[allow(clippy::too_many_arguments)]
+fn emit_seg_load(tc: &mut [u8], at: usize, i: &Instruction, next: u32, table: u32, insns: &mut Vec<(usize, u32, Scratch)>, stubs: &mut Vec<(usize, SiteKind)>) -> usize {
+    use crate::segcache as sc;
+    let eip = i.ip32();
+    let sreg = inline_seg_load(i).expect("an inline segment load");
+    let mut c = at;
+    let saved = Scratch { in_seq: true, if_seq: true, eax_at: Some(-4), ecx_at: Some(-8), edx_at: Some(-12), ebx_at: Some(-16), ..Scratch::default() };
+    let clean = Scratch { in_seq: true, if_seq: true, ..Scratch::default() };
+    let put = |insns: &mut Vec<(usize, u32, Scratch)>, tc: &mut [u8], c: &mut usize, bytes: &[u8], s: Scratch| {
+        insns.push((*c, eip, s));
+        tc[*c..*c + bytes.len()].copy_from_slice(bytes);
+        *c += bytes.len();
+    };
+    let cs_sib = |op: &[u8], off: usize| -> Vec<u8> {
+        let mut b = vec![0x2E];
+        b.extend_from_slice(op);
+        b.extend_from_slice(&(table + off as u32).to_le_bytes());
+        b
+    };
+    put(insns, tc, &mut c, &[0x89, 0x44, 0x24, 0xFC], clean); // mov %eax,-4(%esp)
+    put(insns, tc, &mut c, &[0x89, 0x4C, 0x24, 0xF8], clean); // mov %ecx,-8(%esp)
+    put(insns, tc, &mut c, &[0x89, 0x54, 0x24, 0xF4], clean); // mov %edx,-12(%esp)
+    put(insns, tc, &mut c, &[0x89, 0x5C, 0x24, 0xF0], clean); // mov %ebx,-16(%esp)
+    let src: Vec<u8> = if i.mnemonic() == Mnemonic::Pop {
+        vec![0x0F, 0xB7, 0x0C, 0x24] // movzwl (%esp),%ecx
+    } else if i.op1_kind() == OpKind::Register {
+        vec![0x0F, 0xB7, 0xC8 | i.op1_register().full_register32().number() as u8]
+    } else {
+        let mem = iced_x86::MemoryOperand::new(
+            i.memory_base(), i.memory_index(), i.memory_index_scale(), i.memory_displacement32() as i32 as i64, i.memory_displ_size(), false, i.segment_prefix(),
+        );
+        let m = Instruction::with2(iced_x86::Code::Movzx_r32_rm16, Register::ECX, mem).expect("movzx encoding");
+        let mut enc = iced_x86::Encoder::new(32);
+        let _ = enc.encode(&m, 0).expect("movzx encodes");
+        enc.take_buffer()
+    };
+    put(insns, tc, &mut c, &src, saved);
+    put(insns, tc, &mut c, &[0x0F, 0xB6, 0xC1], saved); // movzbl %cl,%eax
+    put(insns, tc, &mut c, &[0x8D, 0x04, 0xC5, 0, 0, 0, 0], saved); // lea 0(,%eax,8),%eax
+    put(insns, tc, &mut c, &cs_sib(&[0x8B, 0x14, 0x85], sc::TAG), saved); // mov %cs:T+TAG(,%eax,4),%edx
+    put(insns, tc, &mut c, &[0x8D, 0x8C, 0x11, 0, 0, 0, 0], saved); // lea 0(%ecx,%edx),%ecx (CPL0)
+    let mut misses = Vec::new();
+    let mut check = |insns: &mut Vec<(usize, u32, Scratch)>, tc: &mut [u8], c: &mut usize| {
+        put(insns, tc, c, &[0xE3, 0x02], saved); // jecxz +2
+        misses.push(*c);
+        put(insns, tc, c, &[0xEB, 0x00], saved); // jmp miss
+    };
+    check(insns, tc, &mut c);
+    put(insns, tc, &mut c, &cs_sib(&[0x8B, 0x14, 0x85], sc::LIN), saved); // mov %cs:T+LIN(,%eax,4),%edx
+    put(insns, tc, &mut c, &[0x2E, 0x8B, 0x0A], saved); // mov %cs:(%edx),%ecx
+    put(insns, tc, &mut c, &[0x2E, 0x8B, 0x52, 0x04], saved); // mov %cs:4(%edx),%edx
+    put(insns, tc, &mut c, &cs_sib(&[0x8B, 0x1C, 0x85], sc::NLO), saved); // mov %cs:T+NLO(,%eax,4),%ebx
+    put(insns, tc, &mut c, &[0x8D, 0x0C, 0x19], saved); // lea (%ecx,%ebx),%ecx
+    check(insns, tc, &mut c);
+    put(insns, tc, &mut c, &cs_sib(&[0x8B, 0x1C, 0x85], sc::NHI), saved); // mov %cs:T+NHI(,%eax,4),%ebx
+    put(insns, tc, &mut c, &[0x8D, 0x0C, 0x1A], saved); // lea (%edx,%ebx),%ecx
+    check(insns, tc, &mut c);
+    put(insns, tc, &mut c, &cs_sib(&[0x8B, 0x04, 0x85], sc::HOST), saved); // mov %cs:T+HOST(,%eax,4),%eax
+    put(insns, tc, &mut c, &[0x8E, 0xC0 | (sreg << 3)], saved); // mov %eax,%SREG
+    let restore = |insns: &mut Vec<(usize, u32, Scratch)>, tc: &mut [u8], c: &mut usize| {
+        put(insns, tc, c, &[0x8B, 0x44, 0x24, 0xFC], saved); // mov -4(%esp),%eax
+        put(insns, tc, c, &[0x8B, 0x4C, 0x24, 0xF8], saved); // mov -8(%esp),%ecx
+        put(insns, tc, c, &[0x8B, 0x54, 0x24, 0xF4], saved); // mov -12(%esp),%edx
+        put(insns, tc, c, &[0x8B, 0x5C, 0x24, 0xF0], saved); // mov -16(%esp),%ebx
+    };
+    restore(insns, tc, &mut c);
+    if i.mnemonic() == Mnemonic::Pop {
+        put(insns, tc, &mut c, &[0x8D, 0x64, 0x24, 0x04], clean); // lea 4(%esp),%esp
+    }
+    // The guest instruction is complete here.
+    let done_jmp = c;
+    insns.push((c, next, Scratch::default()));
+    tc[c..c + 2].copy_from_slice(&[0xEB, 0x00]); // jmp done
+    c += 2;
+    let miss = c;
+    for m in misses {
+        debug_assert!(miss - (m + 2) < 128);
+        tc[m + 1] = (miss - (m + 2)) as u8;
+    }
+    restore(insns, tc, &mut c);
+    insns.push((c, eip, clean));
+    stubs.push((c, SiteKind::SegLoad(Box::new(*i))));
+    c += STUB32;
+    tc[done_jmp + 1] = (c - (done_jmp + 2)) as u8;
+    c
+}
+
+/// Emits PUSH Sreg (32-bit) or MOV r32, Sreg for DS/ES/FS/GS (`sreg` 0, 3, 4, 5): the
+/// host selector, mapped to the guest's through the table at `rev` (read through CS).
+///
+/// ```text
+/// MOV:  mov %SREG,%r; movzwl %cs:REV(%r,%r),%r
+/// PUSH: mov %eax,-8(%esp); mov %SREG,%eax; movzwl %cs:REV(%eax,%eax),%eax; push %eax;
+///       mov -4(%esp),%eax
+/// ```
+fn emit_sreg_read(tc: &mut [u8], at: usize, eip: u32, sreg: u8, dst: Option<Register>, rev: u32, insns: &mut Vec<(usize, u32, Scratch)>) -> usize {
+    let mut c = at;
+    let mut put = |insns: &mut Vec<(usize, u32, Scratch)>, bytes: &[u8], s: Scratch| {
+        insns.push((c, eip, s));
+        tc[c..c + bytes.len()].copy_from_slice(bytes);
+        c += bytes.len();
+    };
+    let lookup = |r: u8| {
+        let mut b = vec![0x2E, 0x0F, 0xB7, 0x84 | (r << 3), (r << 3) | r];
+        b.extend_from_slice(&rev.to_le_bytes());
+        b
+    };
+    let plain = Scratch { in_seq: true, if_seq: true, ..Scratch::default() };
+    match dst {
+        Some(r) => {
+            // Re-executing only rewrites the destination: every point rewinds as is.
+            let r = r.number() as u8;
+            put(insns, &[0x8C, 0xC0 | (sreg << 3) | r], plain); // mov %SREG,%r
+            put(insns, &lookup(r), plain);
+        }
+        None => {
+            let saved = Scratch { eax_at: Some(-8), ..plain };
+            put(insns, &[0x89, 0x44, 0x24, 0xF8], plain); // mov %eax,-8(%esp)
+            put(insns, &[0x8C, 0xC0 | (sreg << 3)], saved); // mov %SREG,%eax
+            put(insns, &lookup(0), saved);
+            put(insns, &[0x50], saved); // push %eax
+            put(insns, &[0x8B, 0x44, 0x24, 0xFC], Scratch { eax_at: Some(-4), undo: 4, ..plain }); // mov -4(%esp),%eax
+        }
+    }
+    c
 }
 
 /// The system flags a POPFD at CPL0 changes besides IF (kept in the page's VSYS dword).
@@ -1232,6 +1465,7 @@ impl TCache {
                     Mnemonic::Sti => Class::InlineSti,
                     Mnemonic::Pushfd => Class::InlinePushfd,
                     Mnemonic::Popfd => Class::InlinePopfd,
+                    _ if inline_seg_load(&i).is_some() => Class::InlineSegLoad,
                     _ => class,
                 };
             }
@@ -1340,6 +1574,11 @@ impl TCache {
                     code = emit_popfd(tc, code, &i, &mut insns, &mut stubs);
                     eip = next;
                 }
+                Class::InlineSegLoad => {
+                    insns.pop();
+                    code = emit_seg_load(tc, code, &i, next, self.host_base + SEG_TABLE as u32, &mut insns, &mut stubs);
+                    eip = next;
+                }
                 Class::SregRead => {
                     // push dword ptr cs:[mirror + 4*sreg]  /  movzx r32, word ptr cs:[mirror + 4*sreg]
                     let (sreg, dst) = if i.mnemonic() == Mnemonic::Push {
@@ -1355,10 +1594,17 @@ impl TCache {
                         Register::FS => 4,
                         _ => 5,
                     };
+                    insns.pop();
+                    if matches!(idx, 0 | 3 | 4 | 5) && dst != Some(Register::ESP) {
+                        // DS/ES/FS/GS may have been loaded inline: the host selector names
+                        // the guest's (`SEG_REV`).
+                        code = emit_sreg_read(tc, code, eip, idx as u8, dst, self.host_base + SEG_REV as u32, &mut insns);
+                        eip = next;
+                        continue;
+                    }
                     let addr = self.host_base + (SELECTOR_MIRROR + idx * 4) as u32;
                     // A host fault here (stack) is handled by interpreting the guest
                     // instruction, which raises the guest's own fault.
-                    insns.pop();
                     insns.push((code, eip, Scratch { in_seq: true, ..Scratch::default() }));
                     let enc: &[u8] = match dst {
                         None => &[0x2E, 0xFF, 0x35],
@@ -1614,14 +1860,15 @@ mod tests {
     }
 
     #[test]
-    fn segment_register_reads_use_the_mirror() {
+    fn segment_register_reads() {
         assert_eq!(classify(&dec(&[0x1E]), 4), Class::SregRead, "push ds");
         assert_eq!(classify(&dec(&[0x0F, 0xA0]), 4), Class::SregRead, "push fs");
         assert_eq!(classify(&dec(&[0x8C, 0xD8]), 4), Class::SregRead, "mov eax, ds");
         let mut tc = vec![0u8; 4 << 20];
         let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
         let key = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 0, fpu: 4, fs_fold: None, gs_fold: None };
-        let code = [0x1E, 0x8C, 0xE3, 0x90]; // push ds; mov ebx, fs; nop
+        // push ss; mov ecx, cs; push ds; mov ebx, fs; nop
+        let code = [0x16, 0x8C, 0xC9, 0x1E, 0x8C, 0xE3, 0x90];
         let h = t.translate(&mut tc, key, |lin, b| {
             for (k, x) in b.iter_mut().enumerate() {
                 *x = *code.get((lin - 0x100) as usize + k).unwrap_or(&0x90);
@@ -1629,9 +1876,60 @@ mod tests {
             b.len()
         }).unwrap();
         let off = (h - 0x1000_0000) as usize;
-        let mut d = Decoder::with_ip(32, &tc[off..off + 20], h as u64, DecoderOptions::NONE);
-        assert_eq!(format!("{}", d.decode()), "push dword ptr cs:[1000000Ch]");
-        assert_eq!(format!("{}", d.decode()), "movzx ebx,word ptr cs:[10000010h]");
+        let mut d = Decoder::with_ip(32, &tc[off..off + 60], h as u64, DecoderOptions::NONE);
+        let mut next = || format!("{}", d.decode());
+        // CS and SS from the mirror (only the monitor changes them).
+        assert_eq!(next(), "push dword ptr cs:[10000008h]");
+        assert_eq!(next(), "movzx ecx,word ptr cs:[10000004h]");
+        // DS, ES, FS, GS: the host selector mapped back to the guest's.
+        assert_eq!(next(), "mov [esp-8],eax");
+        assert_eq!(next(), "mov eax,ds");
+        assert_eq!(next(), "movzx eax,word ptr cs:[eax+eax+10000040h]");
+        assert_eq!(next(), "push eax");
+        assert_eq!(next(), "mov eax,[esp-4]");
+        assert_eq!(next(), "mov ebx,fs");
+        assert_eq!(next(), "movzx ebx,word ptr cs:[ebx+ebx+10000040h]");
+    }
+
+    #[test]
+    fn inline_segment_loads() {
+        // Only DS/ES/FS/GS loads from a register, a 32-bit memory operand not through CS, or
+        // a 32-bit POP.
+        assert_eq!(inline_seg_load(&dec(&[0x8E, 0xDA])), Some(3), "mov ds, edx");
+        assert_eq!(inline_seg_load(&dec(&[0x66, 0x8E, 0xC0])), Some(0), "mov es, ax");
+        assert_eq!(inline_seg_load(&dec(&[0x8E, 0x64, 0x24, 0x2C])), Some(4), "mov fs, [esp+2Ch]");
+        assert_eq!(inline_seg_load(&dec(&[0x0F, 0xA9])), Some(5), "pop gs");
+        assert_eq!(inline_seg_load(&dec(&[0x1F])), Some(3), "pop ds");
+        assert_eq!(inline_seg_load(&dec(&[0x8E, 0xD0])), None, "mov ss, eax");
+        assert_eq!(inline_seg_load(&dec(&[0x17])), None, "pop ss");
+        assert_eq!(inline_seg_load(&dec(&[0x66, 0x1F])), None, "16-bit pop ds");
+        assert_eq!(inline_seg_load(&dec(&[0x2E, 0x8E, 0x18])), None, "mov ds, cs:[eax]");
+        assert_eq!(inline_seg_load(&dec(&[0x67, 0x8E, 0x1F])), None, "mov ds, [bx]");
+        // At CPL0 the sequence checks the table through CS and loads with a host MOV.
+        let mut tc = vec![0u8; 4 << 20];
+        let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
+        let key = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 0, fpu: 4, fs_fold: None, gs_fold: None };
+        let code = [0x8E, 0xDA, 0x90]; // mov ds, edx; nop
+        let h = t.translate(&mut tc, key, |lin, b| {
+            for (k, x) in b.iter_mut().enumerate() {
+                *x = *code.get((lin - 0x100) as usize + k).unwrap_or(&0x90);
+            }
+            b.len()
+        }).unwrap();
+        let off = (h - 0x1000_0000) as usize;
+        let text: Vec<String> = Decoder::with_ip(32, &tc[off..off + 160], h as u64, DecoderOptions::NONE).into_iter().take(28).map(|i| format!("{i}")).collect();
+        let table = 0x1000_0000 + SEG_TABLE as u32;
+        assert_eq!(text[4], "movzx ecx,dx");
+        assert_eq!(text[7], format!("mov edx,cs:[eax*4+{:X}h]", table));
+        assert!(text.contains(&"mov ds,ax".to_string()), "{text:?}");
+        // A user-mode block interprets the load (the GS fold and the user-mode DS checks
+        // depend on it).
+        let key3 = Key { cpl: 3, lin: 0x200, ..key };
+        let h3 = t.translate(&mut tc, key3, |_, b| {
+            b[..2].copy_from_slice(&[0x8E, 0xDA]);
+            b.len()
+        }).unwrap();
+        assert!(t.sites.iter().any(|s| matches!(s, SiteKind::Emulate(i, ..) if i.ip32() == 0x200)), "{h3:#x}");
     }
 
     #[test]

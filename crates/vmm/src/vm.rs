@@ -3,7 +3,8 @@
 use crate::cpu::{cr0, cr4, Cpu, SegReg, Sreg};
 use crate::machine::{Fault, Machine, Memory, Platform, Stop, TlbEvent};
 use crate::mmu::{HostMapper, ShadowMmu};
-use crate::translate::{Key, SiteKind, TCache, TranslateError};
+use crate::segcache;
+use crate::translate::{Key, SiteKind, TCache, TranslateError, SEG_REV, SEG_TABLE};
 use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, Mnemonic, OpAccess};
 use ringfold_arch::{eflags, shadow};
 use ringfold_devices::PortBus;
@@ -139,34 +140,63 @@ impl Mapper<'_> {
 /// descriptors are identical. A slot never changes while a segment register uses it, which
 /// gives the guest the descriptor-cache semantics of a real CPU.
 struct Shadows {
-    slots: Vec<Option<u64>>,
-    by_desc: HashMap<u64, u16>,
+    /// What each slot holds: the guest segment register and the truncation top it was
+    /// converted with. One slot per (register, top), so a host selector names exactly one
+    /// guest segment register state (inline segment loads are read back that way).
+    slots: Vec<Option<(SegReg, u32)>>,
+    by_seg: HashMap<(SegReg, u32), u16>,
     clock: usize,
     /// Per segment register: the guest register, truncation top and host selector used at
     /// the last entry (most entries load the same segments again).
     last: [(SegReg, u32, u16); 6],
+    /// Bumped when a slot gets new contents (the guest-selector table must be rewritten).
+    generation: u64,
+    /// A slot was reused: inline segment-load entries naming it are stale.
+    evicted: bool,
+    /// Which null stand-in slots (`NULL_SLOTS`) are installed.
+    null_installed: [bool; 3],
 }
 
 const SHADOW_SLOTS: usize = 64;
 
 impl Shadows {
     fn new() -> Self {
-        Shadows { slots: vec![None; SHADOW_SLOTS], by_desc: HashMap::default(), clock: 0, last: [(SegReg::default(), 0, 0); 6] }
+        Shadows {
+            slots: vec![None; SHADOW_SLOTS],
+            by_seg: HashMap::default(),
+            clock: 0,
+            last: [(SegReg::default(), 0, 0); 6],
+            generation: 0,
+            evicted: false,
+            null_installed: [false; 3],
+        }
     }
 
-    /// Host selector for a guest segment register (0 for a null selector).
+    /// Host selector for a guest segment register. A null guest selector with RPL 0 is the
+    /// host's null selector; with RPL 1..3 it is a trap-all slot of its own (the host kernel
+    /// turns a null selector's RPL to 0 at context switches, and translated code reads the
+    /// guest's selector back from the host's).
     fn selector(&mut self, host: &mut HostVm, r: &SegReg, top: u32, in_use: &[u16]) -> Result<u16, Stop> {
         if !r.valid {
-            return Ok(0);
+            let rpl = r.sel & 3;
+            if rpl == 0 {
+                return Ok(0);
+            }
+            let slot = NULL_SLOTS + rpl - 1;
+            if !self.null_installed[rpl as usize - 1] {
+                let f = shadow::UserDescFields::trap_all(false, false, false);
+                host.set_ldt(slot, Some(&ldt_entry(&f))).map_err(|e| Stop::Unsupported { eip: 0, what: e.to_string() })?;
+                self.null_installed[rpl as usize - 1] = true;
+            }
+            return Ok(ldt_selector(slot));
+        }
+        if let Some(&slot) = self.by_seg.get(&(*r, top)) {
+            return Ok(ldt_selector(slot));
         }
         let (f, _kind) = shadow::shadow_data_segment(&r.desc, top).map_err(|e| Stop::Unsupported {
             eip: 0,
             what: format!("segment {:#x} cannot be shadowed: {e:?}", r.sel),
         })?;
-        let raw = shadow::installed_descriptor(&f);
-        if let Some(&slot) = self.by_desc.get(&raw) {
-            return Ok(ldt_selector(slot));
-        }
         // Pick a free slot, or evict one not loaded in any segment register.
         let idx = match self.slots.iter().position(|s| s.is_none()) {
             Some(i) => i,
@@ -175,30 +205,61 @@ impl Shadows {
                 let sel = ldt_selector(FIRST_SHADOW_SLOT + self.clock as u16);
                 if !in_use.contains(&sel) {
                     if let Some(old) = self.slots[self.clock].take() {
-                        self.by_desc.remove(&old);
+                        self.by_seg.remove(&old);
                     }
                     for l in self.last.iter_mut().filter(|l| l.2 == sel) {
                         l.2 = u16::MAX;
                     }
+                    self.evicted = true;
                     break self.clock;
                 }
             },
         };
         let slot = FIRST_SHADOW_SLOT + idx as u16;
-        let e = LdtEntry {
-            base: f.base_addr,
-            limit: f.limit,
-            seg_32bit: f.seg_32bit,
-            contents: f.contents,
-            read_exec_only: f.read_exec_only,
-            limit_in_pages: f.limit_in_pages,
-            seg_not_present: f.seg_not_present,
-            useable: f.useable,
-        };
-        host.set_ldt(slot, Some(&e)).map_err(|e| Stop::Unsupported { eip: 0, what: e.to_string() })?;
-        self.slots[idx] = Some(raw);
-        self.by_desc.insert(raw, slot);
+        host.set_ldt(slot, Some(&ldt_entry(&f))).map_err(|e| Stop::Unsupported { eip: 0, what: e.to_string() })?;
+        self.slots[idx] = Some((*r, top));
+        self.by_seg.insert((*r, top), slot);
+        self.generation += 1;
         Ok(ldt_selector(slot))
+    }
+
+    /// The guest segment register (and top) a host data-segment selector stands for.
+    fn guest_of(&self, host_sel: u16) -> Option<(SegReg, u32)> {
+        let null = |sel| Some((SegReg { sel, desc: Default::default(), valid: false }, 0));
+        if host_sel == 0 {
+            return null(0);
+        }
+        if host_sel & 7 != 7 {
+            return None;
+        }
+        match (host_sel >> 3).checked_sub(FIRST_SHADOW_SLOT)? as usize {
+            k if k < SHADOW_SLOTS => *self.slots.get(k)?,
+            k if k < SHADOW_SLOTS + 3 && self.null_installed[k - SHADOW_SLOTS] => null((k - SHADOW_SLOTS) as u16 + 1),
+            _ => None,
+        }
+    }
+
+    /// (host selector, guest selector) for every host selector a data segment may hold.
+    fn reverse(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
+        let nulls = (1..4u16).map(|rpl| (ldt_selector(NULL_SLOTS + rpl - 1), rpl));
+        let slots = self.slots.iter().enumerate().filter_map(|(k, s)| s.map(|(r, _)| (ldt_selector(FIRST_SHADOW_SLOT + k as u16), r.sel)));
+        std::iter::once((0, 0)).chain(nulls).chain(slots)
+    }
+}
+
+/// LDT slots of the trap-all stand-ins for null selectors with RPL 1, 2, 3.
+const NULL_SLOTS: u16 = FIRST_SHADOW_SLOT + SHADOW_SLOTS as u16;
+
+fn ldt_entry(f: &shadow::UserDescFields) -> LdtEntry {
+    LdtEntry {
+        base: f.base_addr,
+        limit: f.limit,
+        seg_32bit: f.seg_32bit,
+        contents: f.contents,
+        read_exec_only: f.read_exec_only,
+        limit_in_pages: f.limit_in_pages,
+        seg_not_present: f.seg_not_present,
+        useable: f.useable,
     }
 }
 
@@ -263,6 +324,10 @@ pub struct Vm {
     armed: Option<u64>,
     /// Guest selectors last written to the translation cache's selector mirror.
     mirrored: [u32; 6],
+    /// `Shadows::generation` the guest-selector table (`SEG_REV`) was last written for.
+    rev_generation: u64,
+    /// GDTR and LDTR when the segment-load table was last filled (None: it is empty).
+    seg_tables: Option<(u32, u32, u16, u32, u32)>,
     /// The platform had an interrupt request pending at the last check (for inline STI).
     irq_pending: bool,
     /// Device state last computed by `Platform::update`: at `io_count` accesses, valid
@@ -298,7 +363,7 @@ impl Vm {
         // Guest TSC = host TSC (offset 0) until the guest writes IA32_TSC: RDTSC then runs
         // natively, and the TSC stays consistent with the PIT and RTC, which follow host time.
         m.clock = ringfold_host::rdtsc;
-        Ok(Vm {
+        let mut vm = Vm {
             m,
             tc: TCache::new(TC_START, TC_SIZE, exit_stub, HOST_CS64),
             shadows: Shadows::new(),
@@ -323,7 +388,94 @@ impl Vm {
             dev_due: 0,
             dev_deadline: None,
             input: None,
-        })
+            rev_generation: u64::MAX,
+            seg_tables: None,
+        };
+        vm.flush_seg_loads();
+        Ok(vm)
+    }
+
+    /// Empties the inline segment-load table (see `segcache`).
+    fn flush_seg_loads(&mut self) {
+        let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+        let e = segcache::empty();
+        for k in 0..segcache::ENTRIES {
+            let at = SEG_TABLE + k * segcache::ENTRY_BYTES;
+            tc[at..at + segcache::ENTRY_BYTES].copy_from_slice(&e);
+        }
+        self.seg_tables = None;
+    }
+
+    /// The descriptor-table registers the segment-load table's entries depend on.
+    fn seg_table_regs(&self) -> (u32, u32, u16, u32, u32) {
+        let c = &self.m.cpu;
+        (c.gdtr.base, c.gdtr.limit as u32, c.ldtr.sel, c.ldtr.base, c.ldtr.limit)
+    }
+
+    /// Before an entry: the segment-load table and the guest-selector table agree with the
+    /// shadow slots and the descriptor-table registers.
+    fn sync_seg_tables(&mut self) {
+        if std::mem::take(&mut self.shadows.evicted) || self.seg_tables.is_some_and(|t| t != self.seg_table_regs()) {
+            self.flush_seg_loads();
+        }
+        if self.rev_generation != self.shadows.generation {
+            let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+            for (h, g) in self.shadows.reverse() {
+                let at = SEG_REV + 2 * h as usize;
+                tc[at..at + 2].copy_from_slice(&g.to_le_bytes());
+            }
+            self.rev_generation = self.shadows.generation;
+        }
+    }
+
+    /// After the interpreter performed an inline segment load's miss path at CPL0: enter
+    /// the result in the segment-load table, so that the next load of the selector runs
+    /// inline while the descriptor stays the same.
+    fn fill_seg_load(&mut self, s: Sreg) -> Result<(), Stop> {
+        let r = *self.m.cpu.sreg(s);
+        let desc = if r.valid {
+            let Ok((d, lin)) = self.m.read_descriptor(ringfold_arch::Selector(r.sel)) else { return Ok(()) };
+            // The translated check reads both dwords through the host mapping of `lin`.
+            if d.to_raw() != r.desc.to_raw() || lin & 0xFFF > 0xFF8 || !self.prefault_read(lin)? {
+                return Ok(());
+            }
+            Some((lin, d.to_raw()))
+        } else {
+            None
+        };
+        let host_sel = self.shadows.selector(&mut self.m.mem.host, &r, MONITOR_START, &[])?;
+        let regs = self.seg_table_regs();
+        if std::mem::take(&mut self.shadows.evicted) || self.seg_tables.is_some_and(|t| t != regs) {
+            self.flush_seg_loads();
+        }
+        self.seg_tables = Some(regs);
+        let at = SEG_TABLE + segcache::index(r.sel) * segcache::ENTRY_BYTES;
+        let e = segcache::encode(r.sel, 0, desc, host_sel, self.tc.host_base + at as u32);
+        let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+        tc[at..at + segcache::ENTRY_BYTES].copy_from_slice(&e);
+        Ok(())
+    }
+
+    /// Makes sure the host maps guest linear `lin` for a supervisor read (translated code
+    /// reads descriptors there). False if it cannot be mapped natively.
+    fn prefault_read(&mut self, lin: u32) -> Result<bool, Stop> {
+        if !(ringfold_host::layout::LOW_LIMIT..MONITOR_START - 8).contains(&lin) {
+            return Ok(false);
+        }
+        if !self.m.mem.host_paged {
+            return Ok(lin as u64 + 8 <= self.m.mem.ram_size as u64);
+        }
+        if self.m.mem.mmu.mapped(lin >> 12).is_some() {
+            return Ok(true);
+        }
+        let acc = ringfold_arch::paging::Access { write: false, user: false, fetch: false };
+        if self.m.walk(lin, acc).is_err() || self.m.cpu.cpl != 0 {
+            return Ok(false);
+        }
+        match self.shadow_fault(0, lin) {
+            Some(r) => r.map(|_| self.m.mem.mmu.mapped(lin >> 12).is_some()),
+            None => Ok(false),
+        }
     }
 
     pub fn ram_mut(&mut self) -> &mut [u8] {
@@ -871,6 +1023,7 @@ impl Vm {
                 sel
             };
         }
+        self.sync_seg_tables();
         let mirror: [u32; 6] = std::array::from_fn(|k| self.m.cpu.seg[k].sel as u32);
         if mirror != self.mirrored {
             let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
@@ -904,6 +1057,23 @@ impl Vm {
         let ctx = self.m.mem.host.ctx_mut();
         self.m.cpu.gpr = ctx.gpr;
         self.m.cpu.eflags = (self.m.cpu.eflags & !ARITH) | (ctx.eflags & ARITH);
+        // Inline segment loads may have changed DS/ES/FS/GS: the host selectors at the exit
+        // name the guest registers.
+        let exit_sels = [(Sreg::Es, ctx.es), (Sreg::Ds, ctx.ds), (Sreg::Fs, ctx.fs), (Sreg::Gs, ctx.gs)];
+        let exit_eip = ctx.eip;
+        for (s, mut h) in exit_sels {
+            if s == Sreg::Ds && h == ringfold_host::VCPU_SEL {
+                // Stopped inside an inline flags sequence: the guest's DS is on the stack.
+                h = self.saved_ds(exit_eip).unwrap_or(sels[s as usize]);
+            }
+            if h != sels[s as usize] {
+                let Some((r, _)) = self.shadows.guest_of(h) else {
+                    return Err(Stop::Unsupported { eip: self.m.cpu.eip, what: format!("{s:?} holds host selector {h:#x} after an exit") });
+                };
+                self.m.cpu.seg[s as usize] = r;
+                self.shadows.last[s as usize] = (r, top, h);
+            }
+        }
         // Inline CLI/STI/POPFD may have changed the virtual IF and system flags.
         let page = *self.m.mem.host.space_mut().vcpu_page();
         if page[ringfold_host::layout::VCPU_VIF as usize] != 0 {
@@ -955,6 +1125,20 @@ impl Vm {
                 }
                 return Ok(());
             }
+            SiteKind::SegLoad(i) => {
+                let i: iced_x86::Instruction = **i;
+                self.m.cpu.eip = i.ip32();
+                if let Some(p) = self.exit_profile.as_mut() {
+                    *p.entry((i.mnemonic(), self.m.cpu.cpl)).or_insert(0) += 1;
+                }
+                self.m.exec(&i)?;
+                if self.m.cpu.eip == i.next_ip32() && self.m.cpu.cpl == 0 {
+                    let s = [Sreg::Es, Sreg::Cs, Sreg::Ss, Sreg::Ds, Sreg::Fs, Sreg::Gs];
+                    let k = crate::translate::inline_seg_load(&i).expect("an inline segment load");
+                    self.fill_seg_load(s[k as usize])?;
+                }
+                return Ok(());
+            }
             SiteKind::Fpu { eip, sse } => SiteKind::Fpu { eip: *eip, sse: *sse },
             SiteKind::FetchFault { eip } => SiteKind::FetchFault { eip: *eip },
             SiteKind::Dispatch { key } => SiteKind::Dispatch { key: *key },
@@ -964,7 +1148,7 @@ impl Vm {
             }
         };
         match kind {
-            SiteKind::Emulate(..) => unreachable!(),
+            SiteKind::Emulate(..) | SiteKind::SegLoad(..) => unreachable!(),
             SiteKind::Fpu { eip, sse } => {
                 self.m.cpu.eip = eip;
                 self.m.fpu_unavailable(sse)
@@ -1046,6 +1230,15 @@ impl Vm {
         }
     }
 
+    /// The guest's DS (host selector) saved by the inline flags sequence that a signal
+    /// interrupted at `host_eip`.
+    fn saved_ds(&mut self, host_eip: u32) -> Option<u16> {
+        let (_, _, sc) = self.tc.guest_eip_of(host_eip)?;
+        let ss = self.m.cpu.sreg(Sreg::Ss).desc.base;
+        let at = ss.wrapping_add(self.m.cpu.gpr[4]).wrapping_add(sc.ds_at? as i32 as u32);
+        self.m.read_sys(at, 2).ok().map(|v| v as u16)
+    }
+
     /// A fault in translated code, delivered by the host as a signal.
     fn host_fault(&mut self, trapno: u32, err: u32, cr2: u64, host_eip: u32) -> Result<(), Stop> {
         let Some((_key, geip, scratch)) = self.tc.guest_eip_of(host_eip) else {
@@ -1082,12 +1275,11 @@ impl Vm {
         if sc.if_seq {
             let ss = self.m.cpu.sreg(Sreg::Ss).desc.base;
             let esp = self.m.cpu.gpr[4];
-            let slot = |m: &mut Machine<HostMemory>, o: u8| m.read_sys(ss.wrapping_add(esp).wrapping_add(o as u32), 4);
-            if let Some(o) = sc.ecx_at {
-                self.m.cpu.gpr[1] = slot(&mut self.m, o).unwrap_or(self.m.cpu.gpr[1]);
-            }
-            if let Some(o) = sc.eax_at {
-                self.m.cpu.gpr[0] = slot(&mut self.m, o).unwrap_or(self.m.cpu.gpr[0]);
+            let slot = |m: &mut Machine<HostMemory>, o: i8| m.read_sys(ss.wrapping_add(esp).wrapping_add(o as i32 as u32), 4);
+            for (r, at) in [(0, sc.eax_at), (1, sc.ecx_at), (2, sc.edx_at), (3, sc.ebx_at)] {
+                if let Some(o) = at {
+                    self.m.cpu.gpr[r] = slot(&mut self.m, o).unwrap_or(self.m.cpu.gpr[r]);
+                }
             }
             if let Some(o) = sc.flags_at {
                 if let Ok(f) = slot(&mut self.m, o) {
