@@ -147,8 +147,9 @@ struct Shadows {
     by_seg: HashMap<(SegReg, u32), u16>,
     clock: usize,
     /// Per segment register: the guest register, truncation top and host selector used at
-    /// the last entry (most entries load the same segments again).
-    last: [(SegReg, u32, u16); 6],
+    /// the last two entries with different values (most entries load the same segments
+    /// again; system calls alternate between the user and the kernel truncation).
+    last: [[(SegReg, u32, u16); 2]; 6],
     /// Bumped when a slot gets new contents (the guest-selector table must be rewritten).
     generation: u64,
     /// A slot was reused: inline segment-load entries naming it are stale.
@@ -165,7 +166,7 @@ impl Shadows {
             slots: vec![None; SHADOW_SLOTS],
             by_seg: HashMap::default(),
             clock: 0,
-            last: [(SegReg::default(), 0, 0); 6],
+            last: [[(SegReg::default(), 0, u16::MAX); 2]; 6],
             generation: 0,
             evicted: false,
             null_installed: [false; 3],
@@ -207,7 +208,7 @@ impl Shadows {
                     if let Some(old) = self.slots[self.clock].take() {
                         self.by_seg.remove(&old);
                     }
-                    for l in self.last.iter_mut().filter(|l| l.2 == sel) {
+                    for l in self.last.iter_mut().flatten().filter(|l| l.2 == sel) {
                         l.2 = u16::MAX;
                     }
                     self.evicted = true;
@@ -221,6 +222,15 @@ impl Shadows {
         self.by_seg.insert((*r, top), slot);
         self.generation += 1;
         Ok(ldt_selector(slot))
+    }
+
+    /// Notes the host selector of (register, top) in segment register `s`'s recent pair.
+    fn remember(&mut self, s: Sreg, r: SegReg, top: u32, sel: u16) {
+        let l = &mut self.last[s as usize];
+        if l[0].0 != r || l[0].1 != top {
+            l[1] = l[0];
+        }
+        l[0] = (r, top, sel);
     }
 
     /// The guest segment register (and top) a host data-segment selector stands for.
@@ -328,6 +338,8 @@ pub struct Vm {
     rev_generation: u64,
     /// GDTR and LDTR when the segment-load table was last filled (None: it is empty).
     seg_tables: Option<(u32, u32, u16, u32, u32)>,
+    /// A kick arrived since the last `service_interrupts` (device state may be due).
+    kick_seen: bool,
     /// The platform had an interrupt request pending at the last check (for inline STI).
     irq_pending: bool,
     /// Device state last computed by `Platform::update`: at `io_count` accesses, valid
@@ -390,6 +402,7 @@ impl Vm {
             input: None,
             rev_generation: u64::MAX,
             seg_tables: None,
+            kick_seen: false,
         };
         vm.flush_seg_loads();
         Ok(vm)
@@ -851,6 +864,22 @@ impl Vm {
     /// Delivers a pending external interrupt if the guest can take it now, idles a halted
     /// guest until the next event, and keeps the kick timer armed for the next deadline.
     fn service_interrupts(&mut self) -> Result<(), Stop> {
+        // The common exit touched no device, no kick arrived (the timer is armed for the
+        // cached deadline, so that deadline is still ahead): the pending state stands and
+        // there is nothing to poll, not even the clock.
+        let kicked = std::mem::take(&mut self.kick_seen);
+        let cached = !kicked
+            && !self.m.cpu.halted
+            && self.m.io_count == self.dev_io
+            && self.dev_due != 0
+            && self.armed == self.dev_deadline
+            && self.timer.is_some();
+        if cached {
+            if self.irq_pending && self.m.cpu.eflags & eflags::IF != 0 {
+                return self.take_interrupt();
+            }
+            return Ok(());
+        }
         if let Some((q, id)) = &self.input {
             let bytes: Vec<Option<u8>> = q.lock().map(|mut q| q.drain(..).collect()).unwrap_or_default();
             if bytes.contains(&None) {
@@ -890,14 +919,7 @@ impl Vm {
         self.irq_pending = pending;
         let can_take = self.m.cpu.eflags & eflags::IF != 0;
         if pending && can_take {
-            self.dev_due = 0;
-            if self.m.cpu.shadow {
-                // STI / MOV SS shadow: run exactly one more instruction first.
-                self.single_once = true;
-            } else if let Some(v) = self.platform.as_mut().and_then(|p| p.acknowledge()) {
-                self.stats.interrupts += 1;
-                self.m.external_interrupt(v)?;
-            }
+            self.take_interrupt()?;
         } else if self.m.cpu.halted {
             if !can_take {
                 return Err(Stop::HaltedForever(self.m.cpu.eip));
@@ -925,6 +947,19 @@ impl Vm {
         Ok(())
     }
 
+    /// A pending interrupt and IF=1: deliver it (after the STI / MOV SS shadow).
+    fn take_interrupt(&mut self) -> Result<(), Stop> {
+        self.dev_due = 0;
+        if self.m.cpu.shadow {
+            // STI / MOV SS shadow: run exactly one more instruction first.
+            self.single_once = true;
+        } else if let Some(v) = self.platform.as_mut().and_then(|p| p.acknowledge()) {
+            self.stats.interrupts += 1;
+            self.m.external_interrupt(v)?;
+        }
+        Ok(())
+    }
+
     fn step(&mut self) -> Result<(), Stop> {
         let host_eip = if let Some(h) = self.resume_raw.take() {
             h
@@ -933,6 +968,7 @@ impl Vm {
             if self.m.mem.host.take_kick() {
                 // The timer fired while the monitor ran: re-arm for the next deadline.
                 self.armed = None;
+                self.kick_seen = true;
             }
             self.service_interrupts()?;
             if self.m.cpu.halted {
@@ -983,6 +1019,7 @@ impl Vm {
     /// shortly.
     fn kick_exit(&mut self, heip: u32) -> Result<(), Stop> {
         self.stats.kicks += 1;
+        self.kick_seen = true;
         match self.tc.boundary(heip) {
             Some((geip, sc)) => {
                 if sc.in_seq && (sc.pushes > 0 || sc.if_seq) {
@@ -1014,13 +1051,14 @@ impl Vm {
         let mut sels = [0u16; 6];
         for s in [Sreg::Es, Sreg::Ss, Sreg::Ds, Sreg::Fs, Sreg::Gs] {
             let r = *self.m.cpu.sreg(s);
-            let (last_r, last_top, last_sel) = self.shadows.last[s as usize];
-            sels[s as usize] = if last_r == r && last_top == top && last_sel != u16::MAX {
-                last_sel
-            } else {
-                let sel = self.shadows.selector(&mut self.m.mem.host, &r, top, &sels)?;
-                self.shadows.last[s as usize] = (r, top, sel);
-                sel
+            let last = &self.shadows.last[s as usize];
+            sels[s as usize] = match last.iter().find(|(lr, lt, ls)| *lr == r && *lt == top && *ls != u16::MAX) {
+                Some(l) => l.2,
+                None => {
+                    let sel = self.shadows.selector(&mut self.m.mem.host, &r, top, &sels)?;
+                    self.shadows.remember(s, r, top, sel);
+                    sel
+                }
             };
         }
         self.sync_seg_tables();
@@ -1071,7 +1109,7 @@ impl Vm {
                     return Err(Stop::Unsupported { eip: self.m.cpu.eip, what: format!("{s:?} holds host selector {h:#x} after an exit") });
                 };
                 self.m.cpu.seg[s as usize] = r;
-                self.shadows.last[s as usize] = (r, top, h);
+                self.shadows.remember(s, r, top, h);
             }
         }
         // Inline CLI/STI/POPFD may have changed the virtual IF and system flags.
