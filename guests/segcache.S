@@ -546,9 +546,8 @@ mk_big:
         .endm
 
 # ========================================================================
-# 15. Sources below ESP and memory below ESP.  A segment load writes no
-# memory: data below ESP must survive it, and a source operand below ESP
-# must be read as the program wrote it.
+# 15. Source operands below ESP must be read as the program wrote them
+# (ringfold saves registers below ESP: see section 15 in rf_main).
         .macro BELOW seg, off, reg
         TRY 1f
         xorl %edi, %edi

@@ -610,16 +610,17 @@ pub fn inline_seg_load(i: &Instruction) -> Option<u8> {
 /// re-executes the guest instruction, which is idempotent: the source is read again).
 ///
 /// ```text
+/// (memory source: push SRC)
 /// mov %eax,-4(%esp); mov %ecx,-8(%esp); mov %edx,-12(%esp); mov %ebx,-16(%esp)
-/// movzwl SRC,%ecx                       (POP: movzwl (%esp),%ecx)
+/// movzwl %SRC,%ecx                      (POP, memory source: movzwl (%esp),%ecx)
 /// movzbl %cl,%eax; lea 0(,%eax,8),%eax  (entry = T + 4*EAX)
 /// mov %cs:T+TAG(,%eax,4),%edx; lea 0(%ecx,%edx),%ecx; jecxz 1f; jmp miss   (CPL0: 0 << 16)
 /// 1: mov %cs:T+LIN(,%eax,4),%edx; mov %cs:(%edx),%ecx; mov %cs:4(%edx),%edx
 ///    mov %cs:T+NLO(,%eax,4),%ebx; lea (%ecx,%ebx),%ecx; jecxz 2f; jmp miss
 /// 2: mov %cs:T+NHI(,%eax,4),%ebx; lea (%edx,%ebx),%ecx; jecxz 3f; jmp miss
-/// 3: mov %cs:T+HOST(,%eax,4),%eax; mov %eax,%SREG; restore x4; (POP: lea 4(%esp),%esp)
-///    jmp done
-/// miss: restore x4; ljmp -> interpret and fill
+/// 3: mov %cs:T+HOST(,%eax,4),%eax; mov %eax,%SREG; restore x4
+///    (POP, memory source: lea 4(%esp),%esp); jmp done
+/// miss: restore x4; (memory source: lea 4(%esp),%esp); ljmp -> interpret and fill
 /// done:
 /// ```
 #[allow(clippy::too_many_arguments)]
@@ -641,22 +642,31 @@ fn emit_seg_load(tc: &mut [u8], at: usize, i: &Instruction, next: u32, table: u3
         b.extend_from_slice(&(table + off as u32).to_le_bytes());
         b
     };
-    put(insns, tc, &mut c, &[0x89, 0x44, 0x24, 0xFC], clean); // mov %eax,-4(%esp)
-    put(insns, tc, &mut c, &[0x89, 0x4C, 0x24, 0xF8], clean); // mov %ecx,-8(%esp)
-    put(insns, tc, &mut c, &[0x89, 0x54, 0x24, 0xF4], clean); // mov %edx,-12(%esp)
-    put(insns, tc, &mut c, &[0x89, 0x5C, 0x24, 0xF0], clean); // mov %ebx,-16(%esp)
-    let src: Vec<u8> = if i.mnemonic() == Mnemonic::Pop {
-        vec![0x0F, 0xB7, 0x0C, 0x24] // movzwl (%esp),%ecx
-    } else if i.op1_kind() == OpKind::Register {
-        vec![0x0F, 0xB7, 0xC8 | i.op1_register().full_register32().number() as u8]
-    } else {
+    // A memory source is read first (it may lie just below ESP, where the registers are
+    // saved): PUSH of its dword (the effective address uses ESP before the push; a fault,
+    // e.g. on the two extra bytes at a limit, interprets the instruction). The value is
+    // then popped (`lea 4(%esp),%esp`) when the load is done.
+    let mem_src = i.mnemonic() != Mnemonic::Pop && i.op1_kind() != OpKind::Register;
+    let tmp: u8 = if mem_src { 4 } else { 0 };
+    let saved = Scratch { undo: tmp, ..saved };
+    let clean_tmp = Scratch { undo: tmp, ..clean };
+    if mem_src {
         let mem = iced_x86::MemoryOperand::new(
             i.memory_base(), i.memory_index(), i.memory_index_scale(), i.memory_displacement32() as i32 as i64, i.memory_displ_size(), false, i.segment_prefix(),
         );
-        let m = Instruction::with2(iced_x86::Code::Movzx_r32_rm16, Register::ECX, mem).expect("movzx encoding");
+        let m = Instruction::with1(iced_x86::Code::Push_rm32, mem).expect("push encoding");
         let mut enc = iced_x86::Encoder::new(32);
-        let _ = enc.encode(&m, 0).expect("movzx encodes");
-        enc.take_buffer()
+        let _ = enc.encode(&m, 0).expect("push encodes");
+        put(insns, tc, &mut c, &enc.take_buffer(), clean); // push SRC
+    }
+    put(insns, tc, &mut c, &[0x89, 0x44, 0x24, 0xFC], clean_tmp); // mov %eax,-4(%esp)
+    put(insns, tc, &mut c, &[0x89, 0x4C, 0x24, 0xF8], clean_tmp); // mov %ecx,-8(%esp)
+    put(insns, tc, &mut c, &[0x89, 0x54, 0x24, 0xF4], clean_tmp); // mov %edx,-12(%esp)
+    put(insns, tc, &mut c, &[0x89, 0x5C, 0x24, 0xF0], clean_tmp); // mov %ebx,-16(%esp)
+    let src: Vec<u8> = if i.mnemonic() == Mnemonic::Pop || mem_src {
+        vec![0x0F, 0xB7, 0x0C, 0x24] // movzwl (%esp),%ecx
+    } else {
+        vec![0x0F, 0xB7, 0xC8 | i.op1_register().full_register32().number() as u8]
     };
     put(insns, tc, &mut c, &src, saved);
     put(insns, tc, &mut c, &[0x0F, 0xB6, 0xC1], saved); // movzbl %cl,%eax
@@ -688,8 +698,8 @@ fn emit_seg_load(tc: &mut [u8], at: usize, i: &Instruction, next: u32, table: u3
         put(insns, tc, c, &[0x8B, 0x5C, 0x24, 0xF0], saved); // mov -16(%esp),%ebx
     };
     restore(insns, tc, &mut c);
-    if i.mnemonic() == Mnemonic::Pop {
-        put(insns, tc, &mut c, &[0x8D, 0x64, 0x24, 0x04], clean); // lea 4(%esp),%esp
+    if i.mnemonic() == Mnemonic::Pop || mem_src {
+        put(insns, tc, &mut c, &[0x8D, 0x64, 0x24, 0x04], clean_tmp); // lea 4(%esp),%esp
     }
     // The guest instruction is complete here.
     let done_jmp = c;
@@ -702,6 +712,9 @@ fn emit_seg_load(tc: &mut [u8], at: usize, i: &Instruction, next: u32, table: u3
         tc[m + 1] = (miss - (m + 2)) as u8;
     }
     restore(insns, tc, &mut c);
+    if mem_src {
+        put(insns, tc, &mut c, &[0x8D, 0x64, 0x24, 0x04], clean_tmp); // lea 4(%esp),%esp
+    }
     insns.push((c, eip, clean));
     stubs.push((c, SiteKind::SegLoad(Box::new(*i))));
     c += STUB32;

@@ -289,6 +289,9 @@ pub struct VmStats {
     pub raw_resumes: u64,
     pub interrupts: u64,
     pub idles: u64,
+    /// Site exits to chain a direct branch / to re-translate an invalidated or parked block.
+    pub link_exits: u64,
+    pub dispatch_exits: u64,
 }
 
 /// Most host pages the shadow keeps mapped before it drops them all (vm.max_map_count is
@@ -1217,6 +1220,7 @@ impl Vm {
                 Ok(())
             }
             SiteKind::Dispatch { key } => {
+                self.stats.dispatch_exits += 1;
                 // An invalidated block was entered (through a lookup-table entry or a
                 // chain): translate it afresh and repair the table entry, so that returns
                 // and indirect jumps to it do not keep exiting here.
@@ -1231,6 +1235,9 @@ impl Vm {
                     let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
                     if self.tc.lookup(&key) == Some(h) {
                         self.tc.fill_table(tc, &key, h);
+                        if key != key.agnostic() {
+                            self.tc.fill_table_ctx(tc, &key, h);
+                        }
                     } else if same_ctx && key == key.agnostic() && self.tc.lookup(&cur) == Some(h) {
                         self.tc.fill_table_ctx(tc, &cur, h);
                     }
@@ -1238,6 +1245,7 @@ impl Vm {
                 Ok(())
             }
             SiteKind::Link { target, branch_eip, patch, undo_push } => {
+                self.stats.link_exits += 1;
                 if target.eip() > target.cs_limit {
                     if undo_push {
                         self.m.cpu.gpr[4] = self.m.cpu.gpr[4].wrapping_add(4);
