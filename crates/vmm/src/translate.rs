@@ -772,6 +772,11 @@ pub const VSYS_MASK: u32 = 0x100 | 0x3000 | 0x4000 | 0x4_0000 | 0x20_0000;
 /// exactly the linear address `ds:[base + index*scale + (disp + B)]` (32-bit address
 /// arithmetic wraps the same way), so the instruction is re-encoded that way. The key holds
 /// B, so a different base (another thread) gets its own translation.
+///
+/// An operand at a small constant offset (`gs:[0x14]`, the stack-protector canary in
+/// every busybox function; `gs:[0]`, the thread pointer) is left alone: it lies inside
+/// the shadow segment natively (if not, the host faults and the access is emulated), and
+/// the block stays valid in every process (W2 re-translated ~265 such blocks per exec).
 fn fold_segment(i: &Instruction, key: &Key) -> Option<Vec<u8>> {
     let base = match i.segment_prefix() {
         Register::FS => key.fs_fold?,
@@ -779,6 +784,9 @@ fn fold_segment(i: &Instruction, key: &Key) -> Option<Vec<u8>> {
         _ => return None,
     };
     if !(0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Memory) || i.memory_base().size() == 2 || i.memory_displ_size() == 2 {
+        return None;
+    }
+    if i.memory_base() == Register::None && i.memory_index() == Register::None && i.memory_displacement32() < 0x1_0000 {
         return None;
     }
     let mut j = *i;
@@ -1870,6 +1878,14 @@ mod tests {
         assert!(fold_segment(&i, &Key { gs_fold: None, ..key }).is_none());
         let i = Decoder::with_ip(32, &[0x64, 0xA1, 0, 0, 0, 0], 0x1000, DecoderOptions::NONE).decode();
         assert!(fold_segment(&i, &key).is_none());
+        // Small constant offsets run natively (the block stays shared by all processes):
+        // mov eax, gs:[14h] (stack canary); xor edx, gs:[14h]; but gs:[10000h] folds.
+        let i = Decoder::with_ip(32, &[0x65, 0xA1, 0x14, 0, 0, 0], 0x1000, DecoderOptions::NONE).decode();
+        assert!(fold_segment(&i, &key).is_none());
+        let i = Decoder::with_ip(32, &[0x65, 0x33, 0x15, 0x14, 0, 0, 0], 0x1000, DecoderOptions::NONE).decode();
+        assert!(fold_segment(&i, &key).is_none());
+        let i = Decoder::with_ip(32, &[0x65, 0xA1, 0, 0, 1, 0], 0x1000, DecoderOptions::NONE).decode();
+        assert!(fold_segment(&i, &key).is_some());
     }
 
     #[test]
