@@ -337,8 +337,12 @@ pub fn classify(i: &Instruction, fpu: u8) -> Class {
         return Class::Emulate;
     }
     use iced_x86::Code as C;
+    // MOV ESP, DS/ES/FS/GS cannot use ESP as the index of the host -> guest selector lookup
+    // (`emit_sreg_read`): interpreted.
     if matches!(i.code(), C::Pushd_ES | C::Pushd_CS | C::Pushd_SS | C::Pushd_DS | C::Pushd_FS | C::Pushd_GS)
-        || (i.code() == C::Mov_r32m16_Sreg && i.op0_kind() == OpKind::Register)
+        || (i.code() == C::Mov_r32m16_Sreg
+            && i.op0_kind() == OpKind::Register
+            && (i.op0_register() != Register::ESP || matches!(i.op1_register(), Register::CS | Register::SS)))
     {
         return Class::SregRead;
     }
@@ -1616,7 +1620,7 @@ impl TCache {
                         _ => 5,
                     };
                     insns.pop();
-                    if matches!(idx, 0 | 3 | 4 | 5) && dst != Some(Register::ESP) {
+                    if matches!(idx, 0 | 3 | 4 | 5) {
                         // DS/ES/FS/GS may have been loaded inline: the host selector names
                         // the guest's (`SEG_REV`).
                         code = emit_sreg_read(tc, code, eip, idx as u8, dst, self.host_base + SEG_REV as u32, &mut insns);
@@ -1893,6 +1897,8 @@ mod tests {
         assert_eq!(classify(&dec(&[0x1E]), 4), Class::SregRead, "push ds");
         assert_eq!(classify(&dec(&[0x0F, 0xA0]), 4), Class::SregRead, "push fs");
         assert_eq!(classify(&dec(&[0x8C, 0xD8]), 4), Class::SregRead, "mov eax, ds");
+        assert_eq!(classify(&dec(&[0x8C, 0xDC]), 4), Class::Emulate, "mov esp, ds");
+        assert_eq!(classify(&dec(&[0x8C, 0xD4]), 4), Class::SregRead, "mov esp, ss");
         let mut tc = vec![0u8; 4 << 20];
         let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
         let key = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 0, fpu: 4, fs_fold: None, gs_fold: None };
