@@ -386,27 +386,10 @@ fn emit_if_seq(
     stubs: &mut Vec<(usize, SiteKind)>,
     next: u32,
 ) -> usize {
-    let from = insns.len();
-    let c = emit_if_seq_body(tc, at, eip, sti, insns, stubs, next);
-    note_saved_ds(insns, from, 0);
-    c
-}
-
-fn emit_if_seq_body(
-    tc: &mut [u8],
-    at: usize,
-    eip: u32,
-    sti: bool,
-    insns: &mut Vec<(usize, u32, Scratch)>,
-    stubs: &mut Vec<(usize, SiteKind)>,
-    next: u32,
-) -> usize {
     let mut c = at;
     #[allow(clippy::too_many_arguments)]
     fn put(insns: &mut Vec<(usize, u32, Scratch)>, eip: u32, tc: &mut [u8], c: &mut usize, bytes: &[u8], undo: u8, ecx_at: Option<i8>) {
-        insns.push((*c, eip, Scratch { in_seq: true, if_seq: true, undo, ecx_at, ..Scratch::default() }));
-        tc[*c..*c + bytes.len()].copy_from_slice(bytes);
-        *c += bytes.len();
+        put_rec(insns, eip, tc, c, bytes, Scratch { in_seq: true, if_seq: true, undo, ecx_at, ..Scratch::default() });
     }
     let sel = ringfold_host::VCPU_SEL as u8;
     let vif = ringfold_host::layout::VCPU_VIF.to_le_bytes();
@@ -447,12 +430,18 @@ fn note_saved_ds(insns: &mut [(usize, u32, Scratch)], from: usize, below: u8) {
     }
 }
 
+/// Copies one host instruction of an inline sequence to `tc[*c..]`, recording it (for
+/// guest EIP `eip`) with the scratch state to undo if it faults or is kicked.
+fn put_rec(insns: &mut Vec<(usize, u32, Scratch)>, eip: u32, tc: &mut [u8], c: &mut usize, bytes: &[u8], s: Scratch) {
+    insns.push((*c, eip, s));
+    tc[*c..*c + bytes.len()].copy_from_slice(bytes);
+    *c += bytes.len();
+}
+
 /// Records a host instruction of an inline flags sequence with its undo information.
 #[allow(clippy::too_many_arguments)]
 fn rec_flags(insns: &mut Vec<(usize, u32, Scratch)>, eip: u32, tc: &mut [u8], c: &mut usize, bytes: &[u8], undo: u8, eax_at: Option<i8>, ecx_at: Option<i8>, flags_at: Option<i8>) {
-    insns.push((*c, eip, Scratch { in_seq: true, if_seq: true, undo, ecx_at, eax_at, flags_at, ..Scratch::default() }));
-    tc[*c..*c + bytes.len()].copy_from_slice(bytes);
-    *c += bytes.len();
+    put_rec(insns, eip, tc, c, bytes, Scratch { in_seq: true, if_seq: true, undo, ecx_at, eax_at, flags_at, ..Scratch::default() });
 }
 
 /// Status flags and DF: what PUSHFD takes from the host EFLAGS.
@@ -469,13 +458,6 @@ const HOST_FLAGS: u32 = 0xCD5;
 /// pop %ecx; pop %eax; pop %ds; popfd
 /// ```
 fn emit_pushfd(tc: &mut [u8], at: usize, eip: u32, insns: &mut Vec<(usize, u32, Scratch)>) -> usize {
-    let from = insns.len();
-    let c = emit_pushfd_body(tc, at, eip, insns);
-    note_saved_ds(insns, from, 8);
-    c
-}
-
-fn emit_pushfd_body(tc: &mut [u8], at: usize, eip: u32, insns: &mut Vec<(usize, u32, Scratch)>) -> usize {
     let mut c = at;
     let sel = ringfold_host::VCPU_SEL as u8;
     let vsys = ringfold_host::layout::VCPU_VSYS.to_le_bytes();
@@ -523,13 +505,6 @@ fn emit_pushfd_body(tc: &mut [u8], at: usize, eip: u32, insns: &mut Vec<(usize, 
 ///    andl $~(TF|AC|NT),12(%esp); pop %ecx; pop %eax; pop %ds; popfd
 /// ```
 fn emit_popfd(tc: &mut [u8], at: usize, i: &Instruction, insns: &mut Vec<(usize, u32, Scratch)>, stubs: &mut Vec<(usize, SiteKind)>) -> usize {
-    let from = insns.len();
-    let c = emit_popfd_body(tc, at, i, insns, stubs);
-    note_saved_ds(insns, from, 0);
-    c
-}
-
-fn emit_popfd_body(tc: &mut [u8], at: usize, i: &Instruction, insns: &mut Vec<(usize, u32, Scratch)>, stubs: &mut Vec<(usize, SiteKind)>) -> usize {
     let eip = i.ip32();
     let mut c = at;
     let sel = ringfold_host::VCPU_SEL as u8;
@@ -576,6 +551,17 @@ fn emit_popfd_body(tc: &mut [u8], at: usize, i: &Instruction, insns: &mut Vec<(u
     tc[c] = 0x1F; // pop %ds
     tc[c + 1] = 0x9D; // popfd
     c + 2
+}
+
+/// Encodes the host instruction `make` builds around guest instruction `i`'s memory operand
+/// (same base, index, scale and segment; displacement `disp` of `displ_size` bytes).
+/// 32-bit code has no RIP-relative forms, so the bytes are position-independent.
+fn with_guest_operand(i: &Instruction, disp: i64, displ_size: u32, make: impl FnOnce(iced_x86::MemoryOperand) -> Result<Instruction, iced_x86::IcedError>) -> Vec<u8> {
+    let mem = iced_x86::MemoryOperand::new(i.memory_base(), i.memory_index(), i.memory_index_scale(), disp, displ_size, false, i.segment_prefix());
+    let m = make(mem).expect("a 32-bit memory operand encodes");
+    let mut enc = iced_x86::Encoder::new(32);
+    let _ = enc.encode(&m, 0).expect("a 32-bit memory operand encodes");
+    enc.take_buffer()
 }
 
 /// The segment register number (ES 0, CS 1, SS 2, DS 3, FS 4, GS 5) an instruction loads
@@ -635,11 +621,7 @@ fn emit_seg_load(tc: &mut [u8], at: usize, i: &Instruction, next: u32, table: u3
     let mut c = at;
     let saved = Scratch { in_seq: true, if_seq: true, eax_at: Some(-4), ecx_at: Some(-8), edx_at: Some(-12), ebx_at: Some(-16), ..Scratch::default() };
     let clean = Scratch { in_seq: true, if_seq: true, ..Scratch::default() };
-    let put = |insns: &mut Vec<(usize, u32, Scratch)>, tc: &mut [u8], c: &mut usize, bytes: &[u8], s: Scratch| {
-        insns.push((*c, eip, s));
-        tc[*c..*c + bytes.len()].copy_from_slice(bytes);
-        *c += bytes.len();
-    };
+    let put = |insns: &mut Vec<(usize, u32, Scratch)>, tc: &mut [u8], c: &mut usize, bytes: &[u8], s: Scratch| put_rec(insns, eip, tc, c, bytes, s);
     let cs_sib = |op: &[u8], off: usize| -> Vec<u8> {
         let mut b = vec![0x2E];
         b.extend_from_slice(op);
@@ -655,13 +637,9 @@ fn emit_seg_load(tc: &mut [u8], at: usize, i: &Instruction, next: u32, table: u3
     let saved = Scratch { undo: tmp, ..saved };
     let clean_tmp = Scratch { undo: tmp, ..clean };
     if mem_src {
-        let mem = iced_x86::MemoryOperand::new(
-            i.memory_base(), i.memory_index(), i.memory_index_scale(), i.memory_displacement32() as i32 as i64, i.memory_displ_size(), false, i.segment_prefix(),
-        );
-        let m = Instruction::with1(iced_x86::Code::Push_rm32, mem).expect("push encoding");
-        let mut enc = iced_x86::Encoder::new(32);
-        let _ = enc.encode(&m, 0).expect("push encodes");
-        put(insns, tc, &mut c, &enc.take_buffer(), clean); // push SRC
+        let disp = i.memory_displacement32() as i32 as i64;
+        let push = with_guest_operand(i, disp, i.memory_displ_size(), |m| Instruction::with1(iced_x86::Code::Push_rm32, m));
+        put(insns, tc, &mut c, &push, clean); // push SRC
     }
     put(insns, tc, &mut c, &[0x89, 0x44, 0x24, 0xFC], clean_tmp); // mov %eax,-4(%esp)
     put(insns, tc, &mut c, &[0x89, 0x4C, 0x24, 0xF8], clean_tmp); // mov %ecx,-8(%esp)
@@ -736,11 +714,7 @@ fn emit_seg_load(tc: &mut [u8], at: usize, i: &Instruction, next: u32, table: u3
 /// ```
 fn emit_sreg_read(tc: &mut [u8], at: usize, eip: u32, sreg: u8, dst: Option<Register>, rev: u32, insns: &mut Vec<(usize, u32, Scratch)>) -> usize {
     let mut c = at;
-    let mut put = |insns: &mut Vec<(usize, u32, Scratch)>, bytes: &[u8], s: Scratch| {
-        insns.push((c, eip, s));
-        tc[c..c + bytes.len()].copy_from_slice(bytes);
-        c += bytes.len();
-    };
+    let mut put = |insns: &mut Vec<(usize, u32, Scratch)>, bytes: &[u8], s: Scratch| put_rec(insns, eip, tc, &mut c, bytes, s);
     let lookup = |r: u8| {
         let mut b = vec![0x2E, 0x0F, 0xB7, 0x84 | (r << 3), (r << 3) | r];
         b.extend_from_slice(&rev.to_le_bytes());
@@ -868,13 +842,7 @@ fn emit_lookup(
         }
     } else {
         let disp = i.memory_displacement32() as i64 + if i.memory_base() == Register::ESP { adjust } else { 0 };
-        let mem = iced_x86::MemoryOperand::new(
-            i.memory_base(), i.memory_index(), i.memory_index_scale(), disp, 4, false, i.segment_prefix(),
-        );
-        let m = Instruction::with2(iced_x86::Code::Mov_r32_rm32, Register::EAX, mem).expect("mov encoding");
-        let mut enc = iced_x86::Encoder::new(32);
-        let _ = enc.encode(&m, 0).expect("mov encodes");
-        put(tc, &mut c, &enc.take_buffer());
+        put(tc, &mut c, &with_guest_operand(i, disp, 4, |m| Instruction::with2(iced_x86::Code::Mov_r32_rm32, Register::EAX, m)));
     }
     // ECX = table_index(EIP) * 16 (the offset of a set of two entries), flags untouched.
     put(tc, &mut c, &[0x0F, 0xB6, 0xCC]); // movzx %ah,%ecx: EIP bits 8..15
@@ -1577,7 +1545,9 @@ impl TCache {
                 Class::InlineCli | Class::InlineSti => {
                     let sti = class == Class::InlineSti;
                     insns.pop();
+                    let from = insns.len();
                     code = emit_if_seq(tc, code, eip, sti, &mut insns, &mut stubs, next);
+                    note_saved_ds(&mut insns, from, 0);
                     eip = next;
                     if sti {
                         // The pending-interrupt exit continues at `next`; the block ends so
@@ -1591,12 +1561,16 @@ impl TCache {
                 }
                 Class::InlinePushfd => {
                     insns.pop();
+                    let from = insns.len();
                     code = emit_pushfd(tc, code, eip, &mut insns);
+                    note_saved_ds(&mut insns, from, 8);
                     eip = next;
                 }
                 Class::InlinePopfd => {
                     insns.pop();
+                    let from = insns.len();
                     code = emit_popfd(tc, code, &i, &mut insns, &mut stubs);
+                    note_saved_ds(&mut insns, from, 0);
                     eip = next;
                 }
                 Class::InlineSegLoad => {

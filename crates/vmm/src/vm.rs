@@ -335,8 +335,8 @@ pub struct Vm {
     resume_raw: Option<u32>,
     /// The deadline the kick timer is armed for.
     armed: Option<u64>,
-    /// Guest selectors last written to the translation cache's selector mirror.
-    mirrored: [u32; 6],
+    /// Guest CS and SS selectors last written to the translation cache's selector mirror.
+    mirrored: [u32; 2],
     /// `Shadows::generation` the guest-selector table (`SEG_REV`) was last written for.
     rev_generation: u64,
     /// GDTR and LDTR when the segment-load table was last filled (None: it is empty).
@@ -396,7 +396,7 @@ impl Vm {
             timer: None,
             resume_raw: None,
             armed: None,
-            mirrored: [u32::MAX; 6],
+            mirrored: [u32::MAX; 2],
             irq_pending: false,
             guest_events: None,
             dev_io: 0,
@@ -428,12 +428,18 @@ impl Vm {
         (c.gdtr.base, c.gdtr.limit as u32, c.ldtr.sel, c.ldtr.base, c.ldtr.limit)
     }
 
-    /// Before an entry: the segment-load table and the guest-selector table agree with the
-    /// shadow slots and the descriptor-table registers.
-    fn sync_seg_tables(&mut self) {
+    /// Empties the segment-load table if a shadow slot was reused or GDTR/LDTR changed since
+    /// it was filled.
+    fn drop_stale_seg_loads(&mut self) {
         if std::mem::take(&mut self.shadows.evicted) || self.seg_tables.is_some_and(|t| t != self.seg_table_regs()) {
             self.flush_seg_loads();
         }
+    }
+
+    /// Before an entry: the segment-load table and the guest-selector table agree with the
+    /// shadow slots and the descriptor-table registers.
+    fn sync_seg_tables(&mut self) {
+        self.drop_stale_seg_loads();
         if self.rev_generation != self.shadows.generation {
             let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
             for (h, g) in self.shadows.reverse() {
@@ -460,11 +466,8 @@ impl Vm {
             None
         };
         let host_sel = self.shadows.selector(&mut self.m.mem.host, &r, MONITOR_START, &[])?;
-        let regs = self.seg_table_regs();
-        if std::mem::take(&mut self.shadows.evicted) || self.seg_tables.is_some_and(|t| t != regs) {
-            self.flush_seg_loads();
-        }
-        self.seg_tables = Some(regs);
+        self.drop_stale_seg_loads();
+        self.seg_tables = Some(self.seg_table_regs());
         let at = SEG_TABLE + segcache::index(r.sel) * segcache::ENTRY_BYTES;
         let e = segcache::encode(r.sel, 0, desc, host_sel, self.tc.host_base + at as u32);
         let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
@@ -1065,11 +1068,12 @@ impl Vm {
             };
         }
         self.sync_seg_tables();
-        let mirror: [u32; 6] = std::array::from_fn(|k| self.m.cpu.seg[k].sel as u32);
+        // Translated reads of CS and SS take the mirror (DS/ES/FS/GS: `SEG_REV`).
+        let mirror = [Sreg::Cs, Sreg::Ss].map(|s| self.m.cpu.sreg(s).sel as u32);
         if mirror != self.mirrored {
             let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
-            for (k, v) in mirror.iter().enumerate() {
-                let at = crate::translate::SELECTOR_MIRROR + 4 * k;
+            for (s, v) in [Sreg::Cs, Sreg::Ss].into_iter().zip(mirror) {
+                let at = crate::translate::SELECTOR_MIRROR + 4 * s as usize;
                 tc[at..at + 4].copy_from_slice(&v.to_le_bytes());
             }
             self.mirrored = mirror;
