@@ -28,7 +28,8 @@ pub struct Ctx {
     /// On entry: host EIP to start at (in the translation cache). On a signal exit: the
     /// faulting host EIP.
     pub eip: u32,
-    /// Host selectors to load: DS ES FS GS SS CS.
+    /// Host selectors to load: DS ES FS GS SS CS. After an exit, DS ES FS GS SS hold the
+    /// selectors the guest code left in them (inline segment loads, SYSENTER, SYSEXIT).
     pub ds: u16,
     pub es: u16,
     pub fs: u16,

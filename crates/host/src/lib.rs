@@ -32,6 +32,11 @@ pub const VCPU_DS_SLOT: u16 = 2;
 pub const VCPU_SEL: u16 = ldt::ldt_selector(VCPU_DS_SLOT);
 /// First LDT slot available for shadow descriptors.
 pub const FIRST_SHADOW_SLOT: u16 = 3;
+/// LDT slots of the stack segments inline SYSENTER and SYSEXIT load (the kernel's and the
+/// user's flat SS that IA32_SYSENTER_CS defines): only translator-emitted code loads them,
+/// so SS holding one of them at an exit tells the monitor which transition ran last.
+pub const SYSENTER_SS_SLOT: u16 = 70;
+pub const SYSEXIT_SS_SLOT: u16 = 71;
 
 /// Errors from creating the host side of a VM.
 #[derive(Debug, thiserror::Error)]

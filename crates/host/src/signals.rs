@@ -81,6 +81,8 @@ extern "C" fn handler(sig: libc::c_int, _info: *mut libc::siginfo_t, uc: *mut li
     ctx.err = g[REG_ERR as usize] as u32;
     ctx.cr2 = g[REG_CR2 as usize] as u64;
     ctx.exit_site = EXIT_SIGNAL;
+    // The interrupted SS (bits 48..63 of the CS/GS/FS/SS slot).
+    ctx.ss = (csgsfs >> 48) as u16;
     // Resume in 64-bit mode at rf_signal_exit with clean flags and the host data selector
     // as SS (restored by sigreturn because UC_SIGCONTEXT_SS is set).
     g[REG_RIP as usize] = crate::tramp::signal_exit_addr() as i64;

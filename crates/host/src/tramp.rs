@@ -60,6 +60,9 @@ std::arch::global_asm!(
     "mov dword ptr [r10 + {esi}], esi",
     "mov dword ptr [r10 + {edi}], edi",
     "mov dword ptr [r10 + {site}], r11d",
+    // SS as the guest left it (inline SYSENTER/SYSEXIT change it; the signal path takes
+    // it from the signal frame).
+    "mov word ptr [r10 + {ss}], ss",
     "mov rsp, [r10 + {host_rsp}]",
     "pushfq",
     "pop rax",

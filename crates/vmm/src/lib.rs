@@ -6,6 +6,7 @@ pub mod alu;
 pub mod cpu;
 pub mod cpuid;
 pub mod emulate;
+pub mod fastsys;
 pub mod fxhash;
 pub mod machine;
 pub mod mmu;

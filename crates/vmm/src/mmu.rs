@@ -768,6 +768,11 @@ impl ShadowMmu {
         self.code.clear();
     }
 
+    /// Whether supervisor pages are mapped below `user_top` (entering CPL3 unmaps them).
+    pub fn has_sup_low(&self) -> bool {
+        !self.sup_low.is_empty()
+    }
+
     /// Before running guest CPL3 code: supervisor pages below `user_top` disappear.
     pub fn enter_user(&mut self, h: &mut impl HostMapper) {
         if self.sup_low.is_empty() {

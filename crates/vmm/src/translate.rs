@@ -75,6 +75,9 @@ pub enum SiteKind {
     /// The miss path of an inline segment load (MOV/POP to DS, ES, FS, GS): interpret it,
     /// then fill the segment-load table for the selector.
     SegLoad(Box<Instruction>),
+    /// An inline SYSEXIT found no translation of EDX in the CPL3 lookup table: the
+    /// SYSEXIT is done (the guest is at CPL3, EIP = EDX); fill the table.
+    SysexitMiss,
 }
 
 /// Scratch state an inline lookup sequence has put on the guest stack at a given host
@@ -104,6 +107,9 @@ pub struct Scratch {
     pub ds_at: Option<i8>,
     /// Not rewindable (a kick resumes exactly there; nothing here can fault).
     pub raw_ok: bool,
+    /// Past the commit point of an inline SYSENTER/SYSEXIT (`fastsys::DONE_*`): undo the
+    /// scratch state, then the monitor completes the instruction instead of interpreting it.
+    pub done: u8,
 }
 
 /// A chained jump into a block: where its rel32 is and what it links to.
@@ -156,6 +162,9 @@ pub struct TCache {
     pub host_base: u32,
     size: usize,
     top: usize,
+    /// Lookup tables are allocated downwards from the end of the cache (blocks grow
+    /// upwards from `top`), so a block can name a table it needs without interleaving it.
+    tables_bottom: usize,
     map: HashMap<Key, usize>,
     pub blocks: Vec<Block>,
     /// TC start offset -> block index, for mapping host faults back.
@@ -210,10 +219,19 @@ pub const SELECTOR_MIRROR: usize = 0;
 /// PUSH DS / MOV r32, FS read the guest's DS/ES/FS/GS, which inline loads change.
 pub const SEG_REV: usize = 64;
 pub const SEG_REV_ENTRIES: usize = 1024;
+/// The selector mirror CPL3 blocks read (CS at +4, SS at +8): blocks of the two CPLs
+/// read separate mirrors because inline SYSENTER/SYSEXIT change CS and SS without the
+/// monitor (see `fastsys`).
+pub const SELECTOR_MIRROR3: usize = 32;
 /// The inline segment-load table (see `segcache`): 256 entries of 32 bytes, indexed by the
 /// low byte of the guest selector.
 pub const SEG_TABLE: usize = SEG_REV + 2 * SEG_REV_ENTRIES;
-const DATA_BYTES: usize = SEG_TABLE + crate::segcache::TABLE_BYTES;
+/// Inline SYSEXIT: host selector -> host selector of the same guest segment truncated for
+/// CPL3 (`fastsys::USER_SEL_ENTRIES` u32 entries).
+pub const USER_SEL: usize = SEG_TABLE + crate::segcache::TABLE_BYTES;
+/// The inline SYSENTER/SYSEXIT record (`fastsys::ENTER_SS` ...).
+pub const FAST_RECORD: usize = USER_SEL + 4 * crate::fastsys::USER_SEL_ENTRIES;
+const DATA_BYTES: usize = FAST_RECORD + crate::fastsys::RECORD_BYTES;
 const TABLE_BYTES: usize = TABLE_ENTRIES * 8;
 const STUB64: usize = 19;
 
@@ -264,6 +282,9 @@ pub enum Class {
     /// Near JMP/CALL through a 32-bit register or memory operand: inline table lookup.
     IndirectJmp,
     IndirectCall,
+    /// SYSENTER at guest CPL3 / SYSEXIT at guest CPL0 (see `fastsys`).
+    InlineSysenter,
+    InlineSysexit,
 }
 
 /// Classifies a decoded 32-bit instruction (translator policy; unit-tested).
@@ -804,7 +825,7 @@ fn emit_lookup(
     table: u32,
     insns: &mut Vec<(usize, u32, Scratch)>,
     stubs: &mut Vec<(usize, SiteKind)>,
-    agnostic: bool,
+    miss: SiteKind,
 ) -> usize {
     let eip = i.ip32();
     let (reserve, is_call): (u8, bool) = match i.code() {
@@ -868,7 +889,7 @@ fn emit_lookup(
     if reserve != 0 {
         put(tc, &mut c, &[0x8D, 0x64, 0x24, reserve]); // lea R(%esp),%esp
     }
-    stubs.push((c, SiteKind::Emulate(Box::new(*i), true, agnostic)));
+    stubs.push((c, miss));
     c += STUB32;
     tc[jecxz1 + 1] = (c - (jecxz1 + 2)) as u8;
     put(tc, &mut c, &[0x2E, 0x8B, 0x92]);
@@ -896,6 +917,125 @@ fn emit_lookup(
     put(tc, &mut c, &pop.to_le_bytes()); // lea pop(%esp),%esp
     put(tc, &mut c, &[0xFF, 0xA4, 0x24]);
     put(tc, &mut c, &pop.wrapping_neg().to_le_bytes()); // jmp *-pop(%esp)
+    c
+}
+
+/// Emits an inline SYSENTER (guest CPL3; see `fastsys`) at `tc[at..]`; `rec` is the host
+/// address of the record.
+///
+/// ```text
+/// mov %cs:R+ENTER_SS,%ss         commit (null while disabled: #GP, then interpreted)
+/// mov %cs:R+ENTER_ESP,%esp       (in the MOV SS shadow: no signal between the two)
+/// push %ds; push $VCPU_SEL; pop %ds; movb $0,%ds:VIF; pop %ds      IF = 0
+/// jmp *%cs:R+ENTER_TARGET        the translation of SYSENTER_EIP at CPL0
+/// ```
+fn emit_sysenter(tc: &mut [u8], at: usize, eip: u32, rec: u32, insns: &mut Vec<(usize, u32, Scratch)>) -> usize {
+    use crate::fastsys as fs;
+    let mut c = at;
+    let cs_op = |op: &[u8], off: usize| -> Vec<u8> {
+        let mut b = vec![0x2E];
+        b.extend_from_slice(op);
+        b.extend_from_slice(&(rec + off as u32).to_le_bytes());
+        b
+    };
+    let post = |undo: u8| Scratch { in_seq: true, if_seq: true, undo, done: fs::DONE_SYSENTER, ..Scratch::default() };
+    put_rec(insns, eip, tc, &mut c, &cs_op(&[0x8E, 0x15], fs::ENTER_SS), Scratch { in_seq: true, ..Scratch::default() });
+    put_rec(insns, eip, tc, &mut c, &cs_op(&[0x8B, 0x25], fs::ENTER_ESP), post(0));
+    let sel = ringfold_host::VCPU_SEL as u8;
+    let mut movb = vec![0xC6, 0x05];
+    movb.extend_from_slice(&ringfold_host::layout::VCPU_VIF.to_le_bytes());
+    movb.push(0);
+    put_rec(insns, eip, tc, &mut c, &[0x1E], post(0)); // push %ds
+    put_rec(insns, eip, tc, &mut c, &[0x6A, sel], post(4)); // push $VCPU_SEL
+    put_rec(insns, eip, tc, &mut c, &[0x1F], post(8)); // pop %ds
+    put_rec(insns, eip, tc, &mut c, &movb, post(4)); // movb $0,%ds:VIF
+    put_rec(insns, eip, tc, &mut c, &[0x1F], post(4)); // pop %ds
+    put_rec(insns, eip, tc, &mut c, &cs_op(&[0xFF, 0x25], fs::ENTER_TARGET), post(0));
+    c
+}
+
+/// Emits an inline SYSEXIT (guest CPL0; see `fastsys`) at `tc[at..]`. `data` is the host
+/// address of the cache's data area, `user_table` the flat CPL3 context's lookup table.
+/// EAX and ECX are saved below the kernel's ESP.
+///
+/// ```text
+/// mov %eax,-4(%esp); mov %ecx,-8(%esp)
+/// for DS, ES, FS, GS:  mov %SREG,%eax; mov %cs:USER_SEL(,%eax,4),%eax
+///                      lea 1(%eax),%ecx; jecxz miss; mov %eax,%SREG
+/// for DS, GS:          mov %SREG,%ecx; mov %cs:R+EXIT_NEG_xS,%eax; lea (%ecx,%eax),%ecx
+///                      jecxz 1f; jmp miss; 1:
+/// mov %cs:R+EXIT_SS,%ecx; jecxz miss; jmp commit
+/// miss:   mov -4(%esp),%eax; mov -8(%esp),%ecx; ljmp -> interpret SYSEXIT
+/// commit: mov -4(%esp),%eax; mov -8(%esp),%ecx
+///         mov %cs:R+EXIT_SS,%ss; mov %ecx,%esp          (commit)
+///         the inline lookup of `jmp *%edx` in the CPL3 table (scratch below the user ESP)
+/// ```
+/// A miss before the commit point leaves DS/ES/FS/GS holding CPL3 shadows of the same
+/// guest segments, which the monitor reads back as the same guest state.
+fn emit_sysexit(tc: &mut [u8], at: usize, i: &Instruction, data: u32, user_table: u32, insns: &mut Vec<(usize, u32, Scratch)>, stubs: &mut Vec<(usize, SiteKind)>) -> usize {
+    use crate::fastsys as fs;
+    let eip = i.ip32();
+    let mut c = at;
+    let rec = data + FAST_RECORD as u32;
+    let cs_op = |op: &[u8], addr: u32| -> Vec<u8> {
+        let mut b = vec![0x2E];
+        b.extend_from_slice(op);
+        b.extend_from_slice(&addr.to_le_bytes());
+        b
+    };
+    let clean = Scratch { in_seq: true, if_seq: true, ..Scratch::default() };
+    let saved = Scratch { eax_at: Some(-4), ecx_at: Some(-8), ..clean };
+    let put = |insns: &mut Vec<(usize, u32, Scratch)>, tc: &mut [u8], c: &mut usize, bytes: &[u8], s: Scratch| put_rec(insns, eip, tc, c, bytes, s);
+    put(insns, tc, &mut c, &[0x89, 0x44, 0x24, 0xFC], clean); // mov %eax,-4(%esp)
+    put(insns, tc, &mut c, &[0x89, 0x4C, 0x24, 0xF8], Scratch { eax_at: Some(-4), ..clean }); // mov %ecx,-8(%esp)
+    let mut misses = Vec::new(); // rel8 positions to patch with the miss path
+    for sreg in [3u8, 0, 4, 5] {
+        put(insns, tc, &mut c, &[0x8C, 0xC0 | (sreg << 3)], saved); // mov %SREG,%eax
+        put(insns, tc, &mut c, &cs_op(&[0x8B, 0x04, 0x85], data + USER_SEL as u32), saved);
+        put(insns, tc, &mut c, &[0x8D, 0x48, 0x01], saved); // lea 1(%eax),%ecx
+        misses.push(c + 1);
+        put(insns, tc, &mut c, &[0xE3, 0x00], saved); // jecxz miss
+        put(insns, tc, &mut c, &[0x8E, 0xC0 | (sreg << 3)], saved); // mov %eax,%SREG
+    }
+    for (sreg, off) in [(3u8, fs::EXIT_NEG_DS), (5, fs::EXIT_NEG_GS)] {
+        put(insns, tc, &mut c, &[0x8C, 0xC1 | (sreg << 3)], saved); // mov %SREG,%ecx
+        put(insns, tc, &mut c, &cs_op(&[0xA1], rec + off as u32), saved); // mov %cs:R+off,%eax
+        put(insns, tc, &mut c, &[0x8D, 0x0C, 0x01], saved); // lea (%ecx,%eax),%ecx
+        put(insns, tc, &mut c, &[0xE3, 0x02], saved); // jecxz +2
+        misses.push(c + 1);
+        put(insns, tc, &mut c, &[0xEB, 0x00], saved); // jmp miss
+    }
+    put(insns, tc, &mut c, &cs_op(&[0x8B, 0x0D], rec + fs::EXIT_SS as u32), saved); // mov %cs:R+EXIT_SS,%ecx
+    misses.push(c + 1);
+    put(insns, tc, &mut c, &[0xE3, 0x00], saved); // jecxz miss
+    let to_commit = c + 1;
+    put(insns, tc, &mut c, &[0xEB, 0x00], saved); // jmp commit
+    let restore = |insns: &mut Vec<(usize, u32, Scratch)>, tc: &mut [u8], c: &mut usize| {
+        put(insns, tc, c, &[0x8B, 0x44, 0x24, 0xFC], saved); // mov -4(%esp),%eax
+        put(insns, tc, c, &[0x8B, 0x4C, 0x24, 0xF8], Scratch { ecx_at: Some(-8), ..clean }); // mov -8(%esp),%ecx
+    };
+    for m in misses {
+        let d = c - (m + 1);
+        assert!(d < 128, "inline SYSEXIT: miss path out of rel8 reach");
+        tc[m] = d as u8;
+    }
+    restore(insns, tc, &mut c);
+    insns.push((c, eip, clean));
+    stubs.push((c, SiteKind::Emulate(Box::new(*i), false, false)));
+    c += STUB32;
+    tc[to_commit] = (c - (to_commit + 1)) as u8;
+    restore(insns, tc, &mut c);
+    put(insns, tc, &mut c, &cs_op(&[0x8E, 0x15], rec + fs::EXIT_SS as u32), clean); // mov %cs:R+EXIT_SS,%ss
+    let done = Scratch { in_seq: true, done: fs::DONE_SYSEXIT, ..Scratch::default() };
+    put(insns, tc, &mut c, &[0x89, 0xCC], done); // mov %ecx,%esp
+    // EIP = EDX: the lookup of an indirect `jmp *%edx`, at the SYSEXIT's guest EIP.
+    let mut jmp = Instruction::with1(iced_x86::Code::Jmp_rm32, Register::EDX).expect("jmp edx");
+    jmp.set_ip32(eip);
+    let from = insns.len();
+    c = emit_lookup(tc, c, &jmp, user_table, insns, stubs, SiteKind::SysexitMiss);
+    for (_, _, s) in insns[from..].iter_mut().filter(|(_, _, s)| s.in_seq) {
+        s.done = fs::DONE_SYSEXIT;
+    }
     c
 }
 
@@ -933,6 +1073,7 @@ impl TCache {
             host_base,
             size,
             top: DATA_BYTES,
+            tables_bottom: size,
             map: HashMap::default(),
             blocks: Vec::new(),
             by_start: BTreeMap::new(),
@@ -954,6 +1095,7 @@ impl TCache {
     /// Drops every translation (TC full, or a global change).
     pub fn flush(&mut self) {
         self.top = DATA_BYTES;
+        self.tables_bottom = self.size;
         self.map.clear();
         self.blocks.clear();
         self.by_start.clear();
@@ -1059,8 +1201,8 @@ impl TCache {
         if let Some(&t) = self.tables.get(&ctx) {
             return t;
         }
-        let t = self.top;
-        self.top += TABLE_BYTES;
+        self.tables_bottom -= TABLE_BYTES;
+        let t = self.tables_bottom;
         for i in 0..TABLE_ENTRIES {
             clear_entry(tc, t + i * 8, (i / 2) as u32);
         }
@@ -1169,7 +1311,7 @@ impl TCache {
             tc[start..start + STUB32].copy_from_slice(parked);
             return true;
         }
-        if self.top + STUB64 + 16 > self.size {
+        if self.top + STUB64 + 16 > self.tables_bottom {
             return false;
         }
         let mut orig = [0u8; STUB32];
@@ -1200,7 +1342,7 @@ impl TCache {
             self.map.remove(&key);
         }
         let incoming = self.incoming.remove(&start).unwrap_or_default();
-        if self.top + STUB64 + 16 + incoming.len() * (STUB32 + STUB64) > self.size || (was_live && !self.park(tc, bi)) {
+        if self.top + STUB64 + 16 + incoming.len() * (STUB32 + STUB64) > self.tables_bottom || (was_live && !self.park(tc, bi)) {
             self.flush();
             return false;
         }
@@ -1404,13 +1546,16 @@ impl TCache {
         max_insns: usize,
         mut register: bool,
     ) -> Result<u32, TranslateError> {
-        if self.top + MAX_BLOCK_BYTES + TABLE_BYTES > self.size {
+        // Room for the block and for the (at most two) lookup tables it may need.
+        if self.top + MAX_BLOCK_BYTES + 2 * TABLE_BYTES > self.tables_bottom {
             self.flush();
         }
         // Blocks that touch no FS/GS-prefixed memory are shared by every process.
         let key = if (key.gs_fold.is_some() || key.fs_fold.is_some()) && !Self::needs_fold(&key, &mut fetch, max_insns) { key.agnostic() } else { key };
-        // The context's lookup table is allocated before the block (never inside it).
         let table = self.host_base + self.table_for(tc, &key) as u32;
+        // Inline SYSEXIT continues in the flat CPL3 context's shared lookup table.
+        let user_key = Key { lin: 0, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fs_fold: None, gs_fold: None, ..key };
+        let user_table = if key.cpl == 0 { self.host_base + self.table_for(tc, &user_key) as u32 } else { 0 };
         let start = self.top;
         // Code goes first; exit stubs go after MAX_INSNS*... bytes reserved for code.
         let mut code = start;
@@ -1458,9 +1603,14 @@ impl TCache {
                     Mnemonic::Sti => Class::InlineSti,
                     Mnemonic::Pushfd => Class::InlinePushfd,
                     Mnemonic::Popfd => Class::InlinePopfd,
+                    // A one-shot block must end after its instruction (STI shadow, SMC).
+                    Mnemonic::Sysexit if max_insns > 1 => Class::InlineSysexit,
                     _ if inline_seg_load(&i).is_some() => Class::InlineSegLoad,
                     _ => class,
                 };
+            }
+            if key.cpl == 3 && class == Class::Emulate && i.mnemonic() == Mnemonic::Sysenter && max_insns > 1 {
+                class = Class::InlineSysenter;
             }
             match class {
                 Class::Copy => {
@@ -1601,7 +1751,8 @@ impl TCache {
                         eip = next;
                         continue;
                     }
-                    let addr = self.host_base + (SELECTOR_MIRROR + idx * 4) as u32;
+                    let mirror = if key.cpl == 3 { SELECTOR_MIRROR3 } else { SELECTOR_MIRROR };
+                    let addr = self.host_base + (mirror + idx * 4) as u32;
                     // A host fault here (stack) is handled by interpreting the guest
                     // instruction, which raises the guest's own fault.
                     insns.push((code, eip, Scratch { in_seq: true, ..Scratch::default() }));
@@ -1617,7 +1768,20 @@ impl TCache {
                 }
                 Class::Ret | Class::IndirectJmp | Class::IndirectCall => {
                     insns.pop();
-                    code = emit_lookup(tc, code, &i, table, &mut insns, &mut stubs, key.gs_fold.is_none() && key.fs_fold.is_none());
+                    let agnostic = key.gs_fold.is_none() && key.fs_fold.is_none();
+                    code = emit_lookup(tc, code, &i, table, &mut insns, &mut stubs, SiteKind::Emulate(Box::new(i), true, agnostic));
+                    ended = true;
+                }
+                Class::InlineSysenter => {
+                    insns.pop();
+                    let from = insns.len();
+                    code = emit_sysenter(tc, code, eip, self.host_base + FAST_RECORD as u32, &mut insns);
+                    note_saved_ds(&mut insns, from, 0);
+                    ended = true;
+                }
+                Class::InlineSysexit => {
+                    insns.pop();
+                    code = emit_sysexit(tc, code, &i, self.host_base, user_table, &mut insns, &mut stubs);
                     ended = true;
                 }
             }

@@ -3,14 +3,14 @@
 use crate::cpu::{cr0, cr4, Cpu, SegReg, Sreg};
 use crate::machine::{Fault, Machine, Memory, Platform, Stop, TlbEvent};
 use crate::mmu::{HostMapper, ShadowMmu};
-use crate::segcache;
-use crate::translate::{Key, SiteKind, TCache, TranslateError, SEG_REV, SEG_TABLE};
+use crate::translate::{Key, SiteKind, TCache, TranslateError, FAST_RECORD, SEG_REV, SEG_TABLE, USER_SEL};
+use crate::{fastsys, segcache};
 use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, Mnemonic, OpAccess};
 use ringfold_arch::{eflags, shadow};
 use ringfold_devices::PortBus;
 use ringfold_host::ctx::EXIT_SIGNAL;
 use ringfold_host::layout::{HOST_CS64, MONITOR_START, TC_SIZE, TC_START};
-use ringfold_host::{ldt_selector, HostError, HostVm, LdtEntry, FIRST_SHADOW_SLOT, TC_CS_SLOT};
+use ringfold_host::{ldt_selector, HostError, HostVm, LdtEntry, FIRST_SHADOW_SLOT, SYSENTER_SS_SLOT, SYSEXIT_SS_SLOT, TC_CS_SLOT};
 use crate::fxhash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 /// Guest RAM backed by the host memfd, with the shadow MMU and the tracking of monitor
@@ -152,8 +152,10 @@ struct Shadows {
     last: [[(SegReg, u32, u16); 2]; 6],
     /// Bumped when a slot gets new contents (the guest-selector table must be rewritten).
     generation: u64,
-    /// A slot was reused: inline segment-load entries naming it are stale.
+    /// A slot was reused: inline segment-load entries naming it are stale (`evicted`), and
+    /// so is the user context an inline SYSEXIT compares with (`reused`).
     evicted: bool,
+    reused: bool,
     /// Which null stand-in slots (`NULL_SLOTS`) are installed.
     null_installed: [bool; 3],
 }
@@ -169,6 +171,7 @@ impl Shadows {
             last: [[(SegReg::default(), 0, u16::MAX); 2]; 6],
             generation: 0,
             evicted: false,
+            reused: false,
             null_installed: [false; 3],
         }
     }
@@ -212,6 +215,7 @@ impl Shadows {
                         l.2 = u16::MAX;
                     }
                     self.evicted = true;
+                    self.reused = true;
                     break self.clock;
                 }
             },
@@ -249,6 +253,21 @@ impl Shadows {
         }
     }
 
+    /// (host selector, `USER_SEL` entry) for every host selector value below
+    /// `fastsys::USER_SEL_ENTRIES`: the slot holding the same guest segment truncated below
+    /// `user_top` (null selectors and their stand-ins are themselves), else a miss.
+    fn user_selectors(&self, user_top: u32) -> impl Iterator<Item = (u16, u32)> + '_ {
+        (0..fastsys::USER_SEL_ENTRIES as u16).map(move |h| {
+            let to = match self.guest_of(h) {
+                Some((r, _)) if !r.valid => Some(h),
+                Some((_, t)) if t == user_top => Some(h),
+                Some((r, _)) => self.by_seg.get(&(r, user_top)).map(|&slot| ldt_selector(slot)),
+                None => None,
+            };
+            (h, to.map_or(fastsys::USER_SEL_MISS, u32::from))
+        })
+    }
+
     /// (host selector, guest selector) for every host selector a data segment may hold.
     fn reverse(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
         let nulls = (1..4u16).map(|rpl| (ldt_selector(NULL_SLOTS + rpl - 1), rpl));
@@ -259,6 +278,7 @@ impl Shadows {
 
 /// LDT slots of the trap-all stand-ins for null selectors with RPL 1, 2, 3.
 const NULL_SLOTS: u16 = FIRST_SHADOW_SLOT + SHADOW_SLOTS as u16;
+const _: () = assert!(NULL_SLOTS + 3 <= SYSENTER_SS_SLOT && SYSEXIT_SS_SLOT < fastsys::USER_SEL_ENTRIES as u16 / 8);
 
 fn ldt_entry(f: &shadow::UserDescFields) -> LdtEntry {
     LdtEntry {
@@ -335,8 +355,18 @@ pub struct Vm {
     resume_raw: Option<u32>,
     /// The deadline the kick timer is armed for.
     armed: Option<u64>,
-    /// Guest CS and SS selectors last written to the translation cache's selector mirror.
-    mirrored: [u32; 2],
+    /// CS and SS selectors last written to the selector mirrors (CPL0 blocks', CPL3 blocks').
+    mirrored: [u32; 4],
+    /// Inline SYSENTER/SYSEXIT (see `fastsys`): the translation of SYSENTER_EIP the record
+    /// may jump to, what the record holds, the IA32_SYSENTER_CS and user top the two
+    /// dedicated SS slots were written for, the shadow generation and user top `USER_SEL`
+    /// was built for, and whether the last exit left a data segment register truncated for
+    /// another CPL than the one the guest is at now.
+    fast_enter: Option<FastEnter>,
+    fast_record: [u32; 6],
+    fast_slots: Option<(u32, u32)>,
+    user_sel_for: Option<(u64, u32)>,
+    seg_top_stale: bool,
     /// `Shadows::generation` the guest-selector table (`SEG_REV`) was last written for.
     rev_generation: u64,
     /// GDTR and LDTR when the segment-load table was last filled (None: it is empty).
@@ -353,6 +383,16 @@ pub struct Vm {
     /// Console input (from a reader thread) for the UART registered as `input_uart`; a
     /// `None` byte in the queue means the user asked to quit (Ctrl-A x).
     pub input: Option<(ConsoleQueue, ringfold_devices::DeviceId)>,
+}
+
+/// The translation an inline SYSENTER jumps to, valid while the MSRs, the CPL0 key bits
+/// and the cache (no flush) stay as they were when it was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FastEnter {
+    msrs: (u32, u32, u32),
+    fpu: u8,
+    flushes: u64,
+    target: u32,
 }
 
 const ARITH: u32 = eflags::CF | eflags::PF | eflags::AF | eflags::ZF | eflags::SF | eflags::DF | eflags::OF;
@@ -396,7 +436,12 @@ impl Vm {
             timer: None,
             resume_raw: None,
             armed: None,
-            mirrored: [u32::MAX; 2],
+            mirrored: [u32::MAX; 4],
+            fast_enter: None,
+            fast_record: [u32::MAX; 6],
+            fast_slots: None,
+            user_sel_for: None,
+            seg_top_stale: false,
             irq_pending: false,
             guest_events: None,
             dev_io: 0,
@@ -525,14 +570,20 @@ impl Vm {
         self.m.mem.host.lock_down()
     }
 
-    fn key(&self) -> Key {
+    /// The key's mode bits for code at `cpl` (see `Key::fpu`).
+    fn fpu_bits(&self, cpl: u8) -> u8 {
         let c = &self.m.cpu;
-        let cs = c.sreg(Sreg::Cs);
-        let fpu = ((c.cr0 & cr0::TS != 0) as u8)
+        ((c.cr0 & cr0::TS != 0) as u8)
             | (((c.cr0 & cr0::EM != 0) as u8) << 1)
             | (((c.cr4 & cr4::OSFXSR != 0) as u8) << 2)
             | (((c.cr0 & cr0::MP != 0) as u8) << 3)
-            | (((c.tsc_offset == 0 && (c.cr4 & cr4::TSD == 0 || c.cpl == 0)) as u8) << 4);
+            | (((c.tsc_offset == 0 && (c.cr4 & cr4::TSD == 0 || cpl == 0)) as u8) << 4)
+    }
+
+    fn key(&self) -> Key {
+        let c = &self.m.cpu;
+        let cs = c.sreg(Sreg::Cs);
+        let fpu = self.fpu_bits(c.cpl);
         // The GS base can be folded into memory operands when DS is flat and GS is a
         // 4 GiB writable expand-up data segment (see translate::fold_segment).
         let flat4g = |r: &SegReg| r.valid && r.desc.is_data() && r.desc.writable() && !r.desc.expand_down() && r.desc.limit() == u32::MAX;
@@ -1027,6 +1078,7 @@ impl Vm {
         self.stats.kicks += 1;
         self.kick_seen = true;
         match self.tc.boundary(heip) {
+            Some((_, sc)) if sc.done != 0 => self.complete_fast(sc),
             Some((geip, sc)) => {
                 if sc.in_seq && (sc.pushes > 0 || sc.if_seq) {
                     self.rewind_scratch(sc);
@@ -1048,12 +1100,11 @@ impl Vm {
     fn enter(&mut self, host_eip: u32) -> Result<(), Stop> {
         // Guest CPL3 must not reach supervisor pages: they are either above `user_top`, to
         // which CPL3 segments are truncated, or unmapped now.
-        let top = if self.m.cpu.cpl == 3 && self.m.mem.host_paged {
+        if self.m.cpu.cpl == 3 && self.m.mem.host_paged {
             self.m.mem.with_mmu(|mmu, mp| mmu.enter_user(mp))?;
-            self.m.mem.mmu.user_top
-        } else {
-            MONITOR_START
-        };
+        }
+        let user_top = if self.m.mem.host_paged { self.m.mem.mmu.user_top } else { MONITOR_START };
+        let top = if self.m.cpu.cpl == 3 { user_top } else { MONITOR_START };
         let mut sels = [0u16; 6];
         for s in [Sreg::Es, Sreg::Ss, Sreg::Ds, Sreg::Fs, Sreg::Gs] {
             let r = *self.m.cpu.sreg(s);
@@ -1068,16 +1119,7 @@ impl Vm {
             };
         }
         self.sync_seg_tables();
-        // Translated reads of CS and SS take the mirror (DS/ES/FS/GS: `SEG_REV`).
-        let mirror = [Sreg::Cs, Sreg::Ss].map(|s| self.m.cpu.sreg(s).sel as u32);
-        if mirror != self.mirrored {
-            let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
-            for (s, v) in [Sreg::Cs, Sreg::Ss].into_iter().zip(mirror) {
-                let at = crate::translate::SELECTOR_MIRROR + 4 * s as usize;
-                tc[at..at + 4].copy_from_slice(&v.to_le_bytes());
-            }
-            self.mirrored = mirror;
-        }
+        self.sync_fast(&sels, user_top)?;
         let vif = (self.m.cpu.eflags & eflags::IF != 0) as u8;
         let pending = self.irq_pending as u8;
         let vsys = self.m.cpu.eflags & crate::translate::VSYS_MASK;
@@ -1102,21 +1144,38 @@ impl Vm {
         let ctx = self.m.mem.host.ctx_mut();
         self.m.cpu.gpr = ctx.gpr;
         self.m.cpu.eflags = (self.m.cpu.eflags & !ARITH) | (ctx.eflags & ARITH);
-        // Inline segment loads may have changed DS/ES/FS/GS: the host selectors at the exit
-        // name the guest registers.
         let exit_sels = [(Sreg::Es, ctx.es), (Sreg::Ds, ctx.ds), (Sreg::Fs, ctx.fs), (Sreg::Gs, ctx.gs)];
-        let exit_eip = ctx.eip;
+        let (exit_ss, exit_eip) = (ctx.ss, ctx.eip);
+        // Inline SYSENTER/SYSEXIT: only they load the dedicated SS slots, so SS names the
+        // last transition (each sets CS, SS and the CPL completely).
+        if exit_ss != sels[Sreg::Ss as usize] {
+            let msr = self.m.cpu.sysenter_cs;
+            let (cpl, (cs, ss)) = match exit_ss {
+                s if s == ldt_selector(SYSENTER_SS_SLOT) => (0, fastsys::kernel_state(msr)),
+                s if s == ldt_selector(SYSEXIT_SS_SLOT) => (3, fastsys::user_state(msr)),
+                s => return Err(Stop::Unsupported { eip: self.m.cpu.eip, what: format!("SS holds host selector {s:#x} after an exit") }),
+            };
+            self.m.cpu.cpl = cpl;
+            self.m.cpu.seg[Sreg::Cs as usize] = cs;
+            self.m.cpu.seg[Sreg::Ss as usize] = ss;
+        }
+        // Inline segment loads may have changed DS/ES/FS/GS: the host selectors at the exit
+        // name the guest registers. After an inline CPL change they may be truncated for
+        // the other CPL (then a limit fault only needs a re-entry: `seg_top_stale`).
+        let want_top = if self.m.cpu.cpl == 3 { user_top } else { MONITOR_START };
+        self.seg_top_stale = false;
         for (s, mut h) in exit_sels {
             if s == Sreg::Ds && h == ringfold_host::VCPU_SEL {
                 // Stopped inside an inline flags sequence: the guest's DS is on the stack.
                 h = self.saved_ds(exit_eip).unwrap_or(sels[s as usize]);
             }
-            if h != sels[s as usize] {
-                let Some((r, _)) = self.shadows.guest_of(h) else {
+            if h != sels[s as usize] || want_top != top {
+                let Some((r, t)) = self.shadows.guest_of(h) else {
                     return Err(Stop::Unsupported { eip: self.m.cpu.eip, what: format!("{s:?} holds host selector {h:#x} after an exit") });
                 };
                 self.m.cpu.seg[s as usize] = r;
-                self.shadows.remember(s, r, top, h);
+                self.seg_top_stale |= r.valid && t != want_top;
+                self.shadows.remember(s, r, if r.valid { t } else { want_top }, h);
             }
         }
         // Inline CLI/STI/POPFD may have changed the virtual IF and system flags.
@@ -1130,6 +1189,111 @@ impl Vm {
         let vsys = u32::from_le_bytes(page[v..v + 4].try_into().unwrap());
         self.m.cpu.eflags = (self.m.cpu.eflags & !crate::translate::VSYS_MASK) | (vsys & crate::translate::VSYS_MASK);
         Ok(())
+    }
+
+    /// Before an entry: the selector mirrors, the dedicated SS slots, `USER_SEL` and the
+    /// SYSENTER/SYSEXIT record agree with the state about to run (see `fastsys`).
+    fn sync_fast(&mut self, sels: &[u16; 6], user_top: u32) -> Result<(), Stop> {
+        let c = &self.m.cpu;
+        let msr = c.sysenter_cs;
+        let (kernel, user) = (fastsys::kernel_state(msr), fastsys::user_state(msr));
+        let cur = [c.sreg(Sreg::Cs).sel as u32, c.sreg(Sreg::Ss).sel as u32];
+        // CPL0 blocks read the first mirror, CPL3 blocks the second; the one for the other
+        // CPL holds what an inline transition gives CS and SS.
+        let mirror = if c.cpl == 3 { [kernel.0.sel as u32, kernel.1.sel as u32, cur[0], cur[1]] } else { [cur[0], cur[1], user.0.sel as u32, user.1.sel as u32] };
+        let cond = fastsys::Conditions {
+            sysenter_cs: msr,
+            cpl: c.cpl,
+            canonical: fastsys::canonical(c),
+            sup_low_empty: !self.m.mem.host_paged || !self.m.mem.mmu.has_sup_low(),
+            same_mode: self.fpu_bits(0) == self.fpu_bits(3),
+        };
+        let (enter_ok, exit_ok) = fastsys::enabled(&cond);
+        let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+        if mirror != self.mirrored {
+            for (k, v) in mirror.into_iter().enumerate() {
+                let at = [crate::translate::SELECTOR_MIRROR, crate::translate::SELECTOR_MIRROR3][k / 2] + 4 + 4 * (k % 2);
+                tc[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            self.mirrored = mirror;
+        }
+        if (enter_ok || exit_ok) && self.fast_slots != Some((msr & 0xFFFC, user_top)) {
+            for (slot, ss, top) in [(SYSENTER_SS_SLOT, kernel.1, MONITOR_START), (SYSEXIT_SS_SLOT, user.1, user_top)] {
+                let (f, _) = shadow::shadow_data_segment(&ss.desc, top).map_err(|e| Stop::Unsupported { eip: 0, what: format!("SYSENTER stack segment: {e:?}") })?;
+                self.m.mem.host.set_ldt(slot, Some(&ldt_entry(&f))).map_err(|e| Stop::Unsupported { eip: 0, what: e.to_string() })?;
+            }
+            self.fast_slots = Some((msr & 0xFFFC, user_top));
+        }
+        if exit_ok && self.user_sel_for != Some((self.shadows.generation, user_top)) {
+            let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+            let table = &mut tc[USER_SEL..USER_SEL + 4 * fastsys::USER_SEL_ENTRIES];
+            for (h, to) in self.shadows.user_selectors(user_top) {
+                let at = 4 * h as usize;
+                table[at..at + 4].copy_from_slice(&to.to_le_bytes());
+            }
+            self.user_sel_for = Some((self.shadows.generation, user_top));
+        }
+        let c = &self.m.cpu;
+        let (enter_ss, enter_esp, target) = match self.fast_enter {
+            Some(f) if enter_ok && f.msrs == (msr, c.sysenter_esp, c.sysenter_eip) && f.fpu == self.fpu_bits(0) && f.flushes == self.tc.stats.flushes => {
+                (ldt_selector(SYSENTER_SS_SLOT) as u32, c.sysenter_esp, f.target)
+            }
+            _ => (0, 0, 0),
+        };
+        let exit_ss = if exit_ok { ldt_selector(SYSEXIT_SS_SLOT) as u32 } else { 0 };
+        // The shared CPL3 lookup table may name blocks made for the folded GS base of the
+        // user context entered last (`TCache::fill_table_ctx`): inline SYSEXIT continues
+        // through it only into that context (same DS and GS shadows). A reused slot may
+        // name another state now.
+        let (mut neg_ds, mut neg_gs) = (self.fast_record[4], self.fast_record[5]);
+        if c.cpl == 3 {
+            (neg_ds, neg_gs) = ((sels[Sreg::Ds as usize] as u32).wrapping_neg(), (sels[Sreg::Gs as usize] as u32).wrapping_neg());
+        } else if std::mem::take(&mut self.shadows.reused) {
+            (neg_ds, neg_gs) = (fastsys::NEG_NONE, fastsys::NEG_NONE);
+        }
+        let record = [enter_ss, enter_esp, target, exit_ss, neg_ds, neg_gs];
+        if record != self.fast_record {
+            let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+            for (k, v) in record.into_iter().enumerate() {
+                let at = FAST_RECORD + 4 * k;
+                tc[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            self.fast_record = record;
+        }
+        Ok(())
+    }
+
+    /// After an interpreted SYSENTER: the translation of SYSENTER_EIP for the record, so
+    /// that the next SYSENTER runs inline.
+    fn fill_fast_enter(&mut self) -> Result<(), Stop> {
+        if self.m.cpu.cpl != 0 {
+            return Ok(());
+        }
+        let key = self.key();
+        let h = self.translate(key)?;
+        if self.tc.lookup(&key) == Some(h) {
+            let c = &self.m.cpu;
+            self.fast_enter = Some(FastEnter { msrs: (c.sysenter_cs, c.sysenter_esp, c.sysenter_eip), fpu: key.fpu, flushes: self.tc.stats.flushes, target: h });
+        }
+        Ok(())
+    }
+
+    /// A kick or fault past the commit point of an inline SYSENTER/SYSEXIT (the CPL, CS
+    /// and SS were read back from SS): undo the sequence's scratch state and finish the
+    /// instruction.
+    fn complete_fast(&mut self, sc: crate::translate::Scratch) {
+        if sc.pushes > 0 || sc.if_seq {
+            self.rewind_scratch(sc);
+        }
+        let c = &mut self.m.cpu;
+        if sc.done == fastsys::DONE_SYSENTER {
+            c.eip = c.sysenter_eip;
+            c.gpr[4] = c.sysenter_esp;
+            c.eflags &= !(eflags::IF | eflags::VM | eflags::RF);
+        } else {
+            c.eip = c.gpr[2];
+            c.gpr[4] = c.gpr[1];
+        }
     }
 
     fn site_exit(&mut self, site: usize) -> Result<(), Stop> {
@@ -1188,6 +1352,7 @@ impl Vm {
             SiteKind::FetchFault { eip } => SiteKind::FetchFault { eip: *eip },
             SiteKind::Dispatch { key } => SiteKind::Dispatch { key: *key },
             SiteKind::StiPending { next } => SiteKind::StiPending { next: *next },
+            SiteKind::SysexitMiss => SiteKind::SysexitMiss,
             SiteKind::Link { target, branch_eip, patch, undo_push } => {
                 SiteKind::Link { target: *target, branch_eip: *branch_eip, patch: *patch, undo_push: *undo_push }
             }
@@ -1221,6 +1386,26 @@ impl Vm {
                 // IF is already set (virtual-flags page, read back at the exit).
                 self.m.cpu.eip = next;
                 self.m.cpu.shadow = true;
+                Ok(())
+            }
+            SiteKind::SysexitMiss => {
+                // The inline SYSEXIT is done (CPL3, read back from SS); EDX had no entry
+                // in the CPL3 lookup table: translate it and enter it there.
+                self.m.cpu.eip = self.m.cpu.gpr[2];
+                if let Some(p) = self.exit_profile.as_mut() {
+                    *p.entry((Mnemonic::Sysexit, 3)).or_insert(0) += 1;
+                }
+                let to = self.key();
+                let flushes = self.tc.stats.flushes;
+                let h = self.translate(to)?;
+                if self.tc.stats.flushes == flushes && self.tc.lookup(&to) == Some(h) {
+                    let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+                    if self.tc.is_agnostic(&to, h) {
+                        self.tc.fill_table(tc, &to.agnostic(), h);
+                    } else {
+                        self.tc.fill_table_ctx(tc, &to, h);
+                    }
+                }
                 Ok(())
             }
             SiteKind::Dispatch { key } => {
@@ -1298,6 +1483,10 @@ impl Vm {
             });
         };
         self.m.cpu.eip = geip;
+        if scratch.done != 0 {
+            self.complete_fast(scratch);
+            return Ok(());
+        }
         if scratch.in_seq {
             return self.rewind_and_interpret(scratch);
         }
@@ -1317,7 +1506,12 @@ impl Vm {
     fn rewind_and_interpret(&mut self, sc: crate::translate::Scratch) -> Result<(), Stop> {
         self.rewind_scratch(sc);
         let i = self.decode_current();
-        self.m.exec(&i)
+        self.m.exec(&i)?;
+        if i.mnemonic() == Mnemonic::Sysenter {
+            // The disabled inline SYSENTER faulted on purpose: enable it.
+            self.fill_fast_enter()?;
+        }
+        Ok(())
     }
 
     /// Undoes the scratch pushes of an inline lookup sequence (see `Scratch`).
@@ -1474,6 +1668,11 @@ impl Vm {
     }
 
     fn memory_fault(&mut self, trapno: u32, err: u32, cr2: u32) -> Result<(), Stop> {
+        if self.seg_top_stale && matches!(trapno, 12 | 13) {
+            // A data segment still truncated for the CPL before an inline SYSENTER: the
+            // re-entry loads the shadows for this CPL, and the instruction runs again.
+            return Ok(());
+        }
         if trapno == 14 {
             if self.m.mem.host_paged {
                 if let Some(r) = self.shadow_fault(err, cr2) {

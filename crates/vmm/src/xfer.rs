@@ -457,10 +457,7 @@ impl<M: Memory> Machine<M> {
         }
         self.cpu.eflags &= !(eflags::VM | eflags::IF | eflags::RF);
         self.cpu.cpl = 0;
-        self.cpu.seg[Sreg::Cs as usize] =
-            SegReg::flat(cs, ringfold_arch::descriptor::types::CODE_XR, 0);
-        self.cpu.seg[Sreg::Ss as usize] =
-            SegReg::flat(cs + 8, ringfold_arch::descriptor::types::DATA_RW, 0);
+        (self.cpu.seg[Sreg::Cs as usize], self.cpu.seg[Sreg::Ss as usize]) = crate::fastsys::kernel_state(self.cpu.sysenter_cs);
         self.cpu.gpr[4] = self.cpu.sysenter_esp;
         self.cpu.eip = self.cpu.sysenter_eip;
         Ok(())
@@ -473,10 +470,7 @@ impl<M: Memory> Machine<M> {
             return Err(Fault::gp(0));
         }
         self.cpu.cpl = 3;
-        self.cpu.seg[Sreg::Cs as usize] =
-            SegReg::flat((cs + 16) | 3, ringfold_arch::descriptor::types::CODE_XR, 3);
-        self.cpu.seg[Sreg::Ss as usize] =
-            SegReg::flat((cs + 24) | 3, ringfold_arch::descriptor::types::DATA_RW, 3);
+        (self.cpu.seg[Sreg::Cs as usize], self.cpu.seg[Sreg::Ss as usize]) = crate::fastsys::user_state(self.cpu.sysenter_cs);
         self.cpu.gpr[4] = self.cpu.gpr[1];
         self.cpu.eip = self.cpu.gpr[2];
         Ok(())
