@@ -2106,6 +2106,65 @@ mod tests {
     }
 
     #[test]
+    fn fast_system_calls() {
+        use crate::fastsys as fs;
+        let mut tc = vec![0u8; 4 << 20];
+        let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
+        let rec = 0x1000_0000 + FAST_RECORD as u32;
+        let one = |bytes: &'static [u8]| move |_: u32, b: &mut [u8]| {
+            b.fill(0x90);
+            b[..bytes.len()].copy_from_slice(bytes);
+            b.len()
+        };
+        let text = |tc: &[u8], h: u32, n: usize| -> Vec<String> {
+            let off = (h - 0x1000_0000) as usize;
+            Decoder::with_ip(32, &tc[off..off + 400], h as u64, DecoderOptions::NONE).into_iter().take(n).map(|i| format!("{i}")).collect()
+        };
+        // SYSENTER at CPL3: SS first (the commit point), ESP, IF = 0, jump to the record.
+        let user = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, fs_fold: None, gs_fold: None };
+        let h = t.translate(&mut tc, user, one(&[0x0F, 0x34])).unwrap();
+        let x = text(&tc, h, 8);
+        assert_eq!(x[0], format!("mov ss,cs:[{:X}h]", rec + fs::ENTER_SS as u32), "{x:?}");
+        assert_eq!(x[1], format!("mov esp,cs:[{:X}h]", rec + fs::ENTER_ESP as u32));
+        assert_eq!(x[5], format!("mov byte ptr [{:X}],0", ringfold_host::layout::VCPU_VIF));
+        assert_eq!(x[7], format!("jmp dword ptr cs:[{:X}h]", rec + fs::ENTER_TARGET as u32));
+        let b = t.blocks.last().unwrap();
+        assert!(b.insns[0].2.in_seq && b.insns[0].2.done == 0, "before the SS load: rewind and interpret");
+        assert!(b.insns[1..].iter().all(|(_, _, s)| s.done == fs::DONE_SYSENTER && s.in_seq), "after it: completed");
+        // SYSEXIT at CPL0: DS, ES, FS, GS through USER_SEL, then the checks, then SS, ESP
+        // and the lookup of EDX in the flat CPL3 context's table.
+        let kernel = Key { cpl: 0, lin: 0x200, ..user };
+        let h = t.translate(&mut tc, kernel, one(&[0x0F, 0x35])).unwrap();
+        let x = text(&tc, h, 80);
+        let user_sel = 0x1000_0000 + USER_SEL as u32;
+        for (k, s) in ["ds", "es", "fs", "gs"].iter().enumerate() {
+            assert_eq!(x[2 + 5 * k], format!("mov eax,{s}"), "{x:?}");
+            assert_eq!(x[3 + 5 * k], format!("mov eax,cs:[eax*4+{user_sel:X}h]"));
+            assert_eq!(x[6 + 5 * k], format!("mov {s},ax"));
+        }
+        let ss_load = x.iter().position(|i| i == &format!("mov ss,cs:[{:X}h]", rec + fs::EXIT_SS as u32)).expect("SS load");
+        assert_eq!(x[ss_load + 1], "mov esp,ecx");
+        let b = t.blocks.last().unwrap();
+        let table = t.tables[&Key { lin: 0, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, fs_fold: None, gs_fold: None }.context()];
+        assert!(x.iter().any(|i| i == &format!("mov edx,cs:[ecx+{:X}h]", 0x1000_0000 + table as u32)), "CPL3 table: {x:?}");
+        let (pre, post): (Vec<_>, Vec<_>) = b.insns.iter().partition(|(_, _, s)| s.done == 0);
+        assert!(pre.iter().all(|(_, e, s)| *e == 0x200 && (s.in_seq || s.raw_ok || s == &Scratch::default())));
+        assert!(post.len() > 5 && post.iter().all(|(_, _, s)| s.done == fs::DONE_SYSEXIT));
+        assert!(t.sites.iter().any(|s| matches!(s, SiteKind::SysexitMiss)));
+        assert!(t.sites.iter().any(|s| matches!(s, SiteKind::Emulate(i, false, false) if i.mnemonic() == Mnemonic::Sysexit)), "pre-commit miss");
+        // One-shot blocks (STI shadow) must end after the instruction: interpreted.
+        let n = t.sites.len();
+        t.translate_once(&mut tc, Key { lin: 0x300, ..kernel }, one(&[0x0F, 0x35])).unwrap();
+        t.translate_once(&mut tc, Key { lin: 0x300, ..user }, one(&[0x0F, 0x34])).unwrap();
+        assert!(t.sites[n..].iter().all(|s| matches!(s, SiteKind::Emulate(..))), "{:?}", &t.sites[n..]);
+        // SYSENTER at CPL0 and SYSEXIT at CPL3 are interpreted (#GP or rare).
+        let n = t.sites.len();
+        t.translate(&mut tc, Key { lin: 0x400, ..kernel }, one(&[0x0F, 0x34])).unwrap();
+        t.translate(&mut tc, Key { lin: 0x400, ..user }, one(&[0x0F, 0x35])).unwrap();
+        assert_eq!(t.sites[n..].iter().filter(|s| matches!(s, SiteKind::Emulate(..))).count(), 2);
+    }
+
+    #[test]
     fn branches_and_fpu_modes() {
         assert_eq!(classify(&dec(&[0x74, 0x10]), 4), Class::Jcc);
         assert_eq!(classify(&dec(&[0xE9, 0, 0, 0, 0]), 4), Class::Jmp);

@@ -1886,3 +1886,48 @@ impl Vm {
         if ctx.exit_site == NATIVE_DONE { Ok((ctx.gpr, ctx.eflags)) } else { Err(ctx.trapno) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::SegReg;
+    use ringfold_arch::descriptor::types;
+
+    /// Fills slot `k` as `Shadows::selector` would (without the host LDT write).
+    fn put(s: &mut Shadows, k: usize, r: SegReg, top: u32) -> u16 {
+        let slot = FIRST_SHADOW_SLOT + k as u16;
+        s.slots[k] = Some((r, top));
+        s.by_seg.insert((r, top), slot);
+        ldt_selector(slot)
+    }
+
+    #[test]
+    fn user_selectors_map_to_the_cpl3_truncation() {
+        let mut s = Shadows::new();
+        let user_ds = SegReg::flat(0x7b, types::DATA_RW, 3);
+        let kernel_ds = SegReg::flat(0x68, types::DATA_RW, 0);
+        let tls = SegReg { desc: ringfold_arch::descriptor::Descriptor { base: 0x0804_0000, ..user_ds.desc }, sel: 0x33, valid: true };
+        let ds0 = put(&mut s, 0, user_ds, MONITOR_START);
+        let ds3 = put(&mut s, 5, user_ds, 0xC000_0000);
+        let k0 = put(&mut s, 1, kernel_ds, MONITOR_START);
+        let t3 = put(&mut s, 2, tls, 0xC000_0000);
+        s.null_installed[2] = true;
+        let map: HashMap<u16, u32> = s.user_selectors(0xC000_0000).collect();
+        assert_eq!(map.len(), fastsys::USER_SEL_ENTRIES);
+        assert_eq!(map[&ds0], ds3 as u32, "kernel-top shadow of the user DS -> its user-top shadow");
+        assert_eq!(map[&ds3], ds3 as u32, "already truncated for CPL3");
+        assert_eq!(map[&t3], t3 as u32);
+        assert_eq!(map[&k0], fastsys::USER_SEL_MISS, "no CPL3 shadow of the kernel DS yet: exit");
+        assert_eq!(map[&0], 0, "null stays null");
+        let null3 = ldt_selector(NULL_SLOTS + 2);
+        assert_eq!(map[&null3], null3 as u32, "null RPL3 stand-in");
+        assert_eq!(map[&ldt_selector(NULL_SLOTS)], fastsys::USER_SEL_MISS, "stand-in not installed");
+        for h in [ringfold_host::VCPU_SEL, ldt_selector(TC_CS_SLOT), ldt_selector(SYSEXIT_SS_SLOT), 0x2b, 0x33] {
+            assert_eq!(map[&h], fastsys::USER_SEL_MISS, "{h:#x} is never a data segment");
+        }
+        // Another user_top: the old CPL3 shadows are not truncated right any more.
+        let map: HashMap<u16, u32> = s.user_selectors(0xB000_0000).collect();
+        assert_eq!(map[&ds0], fastsys::USER_SEL_MISS);
+        assert_eq!(map[&ds3], fastsys::USER_SEL_MISS);
+    }
+}
