@@ -54,6 +54,8 @@ pub const NEG_NONE: u32 = 0x1_0000u32.wrapping_neg();
 /// `Scratch::done`: past the commit point, the monitor completes this instruction.
 pub const DONE_SYSENTER: u8 = 1;
 pub const DONE_SYSEXIT: u8 = 2;
+/// An inline STI past its store of the virtual IF (see `translate::emit_if_seq`).
+pub const DONE_STI: u8 = 3;
 
 /// CS and SS after SYSENTER for IA32_SYSENTER_CS `msr`.
 pub fn kernel_state(msr: u32) -> (SegReg, SegReg) {

@@ -107,9 +107,12 @@ pub struct Scratch {
     pub ds_at: Option<i8>,
     /// Not rewindable (a kick resumes exactly there; nothing here can fault).
     pub raw_ok: bool,
-    /// Past the commit point of an inline SYSENTER/SYSEXIT (`fastsys::DONE_*`): undo the
-    /// scratch state, then the monitor completes the instruction instead of interpreting it.
+    /// Past the commit point of an inline SYSENTER/SYSEXIT, or past an inline STI's store
+    /// (`fastsys::DONE_*`): undo the scratch state, then the monitor completes the
+    /// instruction instead of interpreting it.
     pub done: u8,
+    /// The instruction right after an inline STI: interrupts wait until it has run.
+    pub sti_shadow: bool,
 }
 
 /// A chained jump into a block: where its rel32 is and what it links to.
@@ -397,7 +400,10 @@ pub fn classify(i: &Instruction, fpu: u8) -> Class {
 ///      1: pop %ecx; pop %ds
 /// ```
 /// Every host instruction has a `Scratch` record so that a fault or a kick anywhere inside
-/// is undone and the guest instruction is executed again (both are idempotent).
+/// is undone and the guest instruction is executed again (both are idempotent), except
+/// after STI's store: IF is set then, so the STI is complete and the guest is at `next`
+/// in its shadow (`fastsys::DONE_STI`; re-executing it would let an interrupt in before
+/// the STI).
 fn emit_if_seq(
     tc: &mut [u8],
     at: usize,
@@ -412,6 +418,12 @@ fn emit_if_seq(
     fn put(insns: &mut Vec<(usize, u32, Scratch)>, eip: u32, tc: &mut [u8], c: &mut usize, bytes: &[u8], undo: u8, ecx_at: Option<i8>) {
         put_rec(insns, eip, tc, c, bytes, Scratch { in_seq: true, if_seq: true, undo, ecx_at, ..Scratch::default() });
     }
+    let done_from = |insns: &mut Vec<(usize, u32, Scratch)>, from: usize| {
+        for (_, e, s) in &mut insns[from..] {
+            *e = next;
+            s.done = crate::fastsys::DONE_STI;
+        }
+    };
     let sel = ringfold_host::VCPU_SEL as u8;
     let vif = ringfold_host::layout::VCPU_VIF.to_le_bytes();
     let pending = ringfold_host::layout::VCPU_PENDING.to_le_bytes();
@@ -426,6 +438,7 @@ fn emit_if_seq(
         put(insns, eip, tc, &mut c, &[0x1F], 4, None); // pop %ds
         return c;
     }
+    let stored = insns.len();
     put(insns, eip, tc, &mut c, &[0x51], 4, None); // push %ecx
     let mut movzx = vec![0x0F, 0xB6, 0x0D];
     movzx.extend_from_slice(&pending);
@@ -434,12 +447,15 @@ fn emit_if_seq(
     put(insns, eip, tc, &mut c, &[0xE3, 0x00], 8, Some(0)); // jecxz 1f
     put(insns, eip, tc, &mut c, &[0x59], 8, Some(0)); // pop %ecx
     put(insns, eip, tc, &mut c, &[0x1F], 4, None); // pop %ds
+    done_from(insns, stored);
     stubs.push((c, SiteKind::StiPending { next }));
     insns.push((c, next, Scratch::default()));
     c += STUB32;
     tc[jecxz + 1] = (c - (jecxz + 2)) as u8;
+    let tail = insns.len();
     put(insns, eip, tc, &mut c, &[0x59], 8, Some(0)); // 1: pop %ecx
     put(insns, eip, tc, &mut c, &[0x1F], 4, None); // pop %ds
+    done_from(insns, tail);
     c
 }
 
@@ -1566,6 +1582,10 @@ impl TCache {
         let limit = key.cs_limit;
         let mut lin_end = key.lin;
         let mut ended = false;
+        // Records from here on belong to the instruction in an inline STI's shadow (set by
+        // the STI, marked after the next instruction).
+        let mut sti_next: Option<usize> = None;
+        let mut sti_shadow: Option<usize> = None;
         for n_insn in 0..max_insns {
             let mut bytes = [0u8; 16];
             let lin = key.cs_base.wrapping_add(eip);
@@ -1700,13 +1720,20 @@ impl TCache {
                     note_saved_ds(&mut insns, from, 0);
                     eip = next;
                     if sti {
-                        // The pending-interrupt exit continues at `next`; the block ends so
-                        // that the fall-through is a fresh entry either way.
-                        ended = true;
-                        tc[code] = 0xE9;
-                        insns.push((code, next, Scratch::default()));
-                        rel_links.push((code + 1, key.with_eip(next), next, false));
-                        code += 5;
+                        // The next instruction runs in the STI shadow: it is translated in
+                        // this block with its records marked, so that a kick there runs it
+                        // before delivering. Where it cannot follow (end of the page or of
+                        // the block) the block ends here.
+                        let last = n_insn + 1 == max_insns || key.cs_base.wrapping_add(next) >> 12 != key.lin >> 12;
+                        if last {
+                            ended = true;
+                            tc[code] = 0xE9;
+                            insns.push((code, next, Scratch::default()));
+                            rel_links.push((code + 1, key.with_eip(next), next, false));
+                            code += 5;
+                        } else {
+                            sti_next = Some(insns.len());
+                        }
                     }
                 }
                 Class::InlinePushfd => {
@@ -1785,8 +1812,27 @@ impl TCache {
                     ended = true;
                 }
             }
+            if let Some(from) = sti_shadow.take() {
+                for (_, _, s) in insns[from..].iter_mut().filter(|(_, _, s)| s.done == 0) {
+                    s.sti_shadow = true;
+                }
+            }
+            sti_shadow = sti_next.take();
             if ended {
                 break;
+            }
+        }
+        if let Some(from) = sti_shadow {
+            // The shadowed instruction was not translated here (fetch fault, page end).
+            for (_, _, s) in insns[from..].iter_mut() {
+                s.sti_shadow = true;
+            }
+        }
+        if max_insns == 1 {
+            // A one-shot block runs the instruction in an STI / MOV SS shadow (or a store
+            // into translated code): a kick before it completes must not deliver.
+            for (_, _, s) in insns.iter_mut().filter(|(_, _, s)| s.done == 0) {
+                s.sti_shadow = true;
             }
         }
         if !ended {

@@ -1031,7 +1031,12 @@ impl Vm {
             if self.m.cpu.halted {
                 return Ok(());
             }
-            self.m.cpu.shadow = false;
+            // In an STI / MOV SS shadow the next instruction runs alone, so that a kick
+            // cannot deliver an interrupt before it has completed (one that becomes
+            // pending meanwhile is taken after it).
+            if std::mem::take(&mut self.m.cpu.shadow) {
+                self.single_once = true;
+            }
             let cs = *self.m.cpu.sreg(Sreg::Cs);
             if !cs.desc.db {
                 return Err(Stop::Unsupported { eip: self.m.cpu.eip, what: TranslateError::Code16.to_string() });
@@ -1078,12 +1083,14 @@ impl Vm {
         self.stats.kicks += 1;
         self.kick_seen = true;
         match self.tc.boundary(heip) {
-            Some((_, sc)) if sc.done != 0 => self.complete_fast(sc),
+            Some((geip, sc)) if sc.done != 0 => self.complete_fast(sc, geip),
             Some((geip, sc)) => {
                 if sc.in_seq && (sc.pushes > 0 || sc.if_seq) {
                     self.rewind_scratch(sc);
                 }
                 self.m.cpu.eip = geip;
+                // In an inline STI's shadow: the instruction runs before any interrupt.
+                self.m.cpu.shadow |= sc.sti_shadow;
             }
             None => {
                 self.stats.raw_resumes += 1;
@@ -1279,20 +1286,27 @@ impl Vm {
     }
 
     /// A kick or fault past the commit point of an inline SYSENTER/SYSEXIT (the CPL, CS
-    /// and SS were read back from SS): undo the sequence's scratch state and finish the
-    /// instruction.
-    fn complete_fast(&mut self, sc: crate::translate::Scratch) {
+    /// and SS were read back from SS) or past an inline STI's store (at `geip`, the next
+    /// instruction): undo the sequence's scratch state and finish the instruction.
+    fn complete_fast(&mut self, sc: crate::translate::Scratch, geip: u32) {
         if sc.pushes > 0 || sc.if_seq {
             self.rewind_scratch(sc);
         }
         let c = &mut self.m.cpu;
-        if sc.done == fastsys::DONE_SYSENTER {
-            c.eip = c.sysenter_eip;
-            c.gpr[4] = c.sysenter_esp;
-            c.eflags &= !(eflags::IF | eflags::VM | eflags::RF);
-        } else {
-            c.eip = c.gpr[2];
-            c.gpr[4] = c.gpr[1];
+        match sc.done {
+            fastsys::DONE_SYSENTER => {
+                c.eip = c.sysenter_eip;
+                c.gpr[4] = c.sysenter_esp;
+                c.eflags &= !(eflags::IF | eflags::VM | eflags::RF);
+            }
+            fastsys::DONE_SYSEXIT => {
+                c.eip = c.gpr[2];
+                c.gpr[4] = c.gpr[1];
+            }
+            _ => {
+                c.eip = geip;
+                c.shadow = true;
+            }
         }
     }
 
@@ -1484,7 +1498,7 @@ impl Vm {
         };
         self.m.cpu.eip = geip;
         if scratch.done != 0 {
-            self.complete_fast(scratch);
+            self.complete_fast(scratch, geip);
             return Ok(());
         }
         if scratch.in_seq {
