@@ -590,6 +590,15 @@ fn emit_popfd(tc: &mut [u8], at: usize, i: &Instruction, insns: &mut Vec<(usize,
     c + 2
 }
 
+/// A CS-prefixed instruction `op` (opcode and ModRM/SIB bytes) with absolute 32-bit
+/// displacement `addr`: how translated code reads the cache's data area.
+fn cs_abs(op: &[u8], addr: u32) -> Vec<u8> {
+    let mut b = vec![0x2E];
+    b.extend_from_slice(op);
+    b.extend_from_slice(&addr.to_le_bytes());
+    b
+}
+
 /// Encodes the host instruction `make` builds around guest instruction `i`'s memory operand
 /// (same base, index, scale and segment; displacement `disp` of `displ_size` bytes).
 /// 32-bit code has no RIP-relative forms, so the bytes are position-independent.
@@ -659,12 +668,7 @@ fn emit_seg_load(tc: &mut [u8], at: usize, i: &Instruction, next: u32, table: u3
     let saved = Scratch { in_seq: true, if_seq: true, eax_at: Some(-4), ecx_at: Some(-8), edx_at: Some(-12), ebx_at: Some(-16), ..Scratch::default() };
     let clean = Scratch { in_seq: true, if_seq: true, ..Scratch::default() };
     let put = |insns: &mut Vec<(usize, u32, Scratch)>, tc: &mut [u8], c: &mut usize, bytes: &[u8], s: Scratch| put_rec(insns, eip, tc, c, bytes, s);
-    let cs_sib = |op: &[u8], off: usize| -> Vec<u8> {
-        let mut b = vec![0x2E];
-        b.extend_from_slice(op);
-        b.extend_from_slice(&(table + off as u32).to_le_bytes());
-        b
-    };
+    let cs_sib = |op: &[u8], off: usize| cs_abs(op, table + off as u32);
     // A memory source is read first (it may lie just below ESP, where the registers are
     // saved): PUSH of its dword (the effective address uses ESP before the push; a fault,
     // e.g. on the two extra bytes at a limit, interprets the instruction). The value is
@@ -948,12 +952,7 @@ fn emit_lookup(
 fn emit_sysenter(tc: &mut [u8], at: usize, eip: u32, rec: u32, insns: &mut Vec<(usize, u32, Scratch)>) -> usize {
     use crate::fastsys as fs;
     let mut c = at;
-    let cs_op = |op: &[u8], off: usize| -> Vec<u8> {
-        let mut b = vec![0x2E];
-        b.extend_from_slice(op);
-        b.extend_from_slice(&(rec + off as u32).to_le_bytes());
-        b
-    };
+    let cs_op = |op: &[u8], off: usize| cs_abs(op, rec + off as u32);
     let post = |undo: u8| Scratch { in_seq: true, if_seq: true, undo, done: fs::DONE_SYSENTER, ..Scratch::default() };
     put_rec(insns, eip, tc, &mut c, &cs_op(&[0x8E, 0x15], fs::ENTER_SS), Scratch { in_seq: true, ..Scratch::default() });
     put_rec(insns, eip, tc, &mut c, &cs_op(&[0x8B, 0x25], fs::ENTER_ESP), post(0));
@@ -993,12 +992,6 @@ fn emit_sysexit(tc: &mut [u8], at: usize, i: &Instruction, data: u32, user_table
     let eip = i.ip32();
     let mut c = at;
     let rec = data + FAST_RECORD as u32;
-    let cs_op = |op: &[u8], addr: u32| -> Vec<u8> {
-        let mut b = vec![0x2E];
-        b.extend_from_slice(op);
-        b.extend_from_slice(&addr.to_le_bytes());
-        b
-    };
     let clean = Scratch { in_seq: true, if_seq: true, ..Scratch::default() };
     let saved = Scratch { eax_at: Some(-4), ecx_at: Some(-8), ..clean };
     let put = |insns: &mut Vec<(usize, u32, Scratch)>, tc: &mut [u8], c: &mut usize, bytes: &[u8], s: Scratch| put_rec(insns, eip, tc, c, bytes, s);
@@ -1007,7 +1000,7 @@ fn emit_sysexit(tc: &mut [u8], at: usize, i: &Instruction, data: u32, user_table
     let mut misses = Vec::new(); // rel8 positions to patch with the miss path
     for sreg in [3u8, 0, 4, 5] {
         put(insns, tc, &mut c, &[0x8C, 0xC0 | (sreg << 3)], saved); // mov %SREG,%eax
-        put(insns, tc, &mut c, &cs_op(&[0x8B, 0x04, 0x85], data + USER_SEL as u32), saved);
+        put(insns, tc, &mut c, &cs_abs(&[0x8B, 0x04, 0x85], data + USER_SEL as u32), saved);
         put(insns, tc, &mut c, &[0x8D, 0x48, 0x01], saved); // lea 1(%eax),%ecx
         misses.push(c + 1);
         put(insns, tc, &mut c, &[0xE3, 0x00], saved); // jecxz miss
@@ -1015,13 +1008,13 @@ fn emit_sysexit(tc: &mut [u8], at: usize, i: &Instruction, data: u32, user_table
     }
     for (sreg, off) in [(3u8, fs::EXIT_NEG_DS), (5, fs::EXIT_NEG_GS)] {
         put(insns, tc, &mut c, &[0x8C, 0xC1 | (sreg << 3)], saved); // mov %SREG,%ecx
-        put(insns, tc, &mut c, &cs_op(&[0xA1], rec + off as u32), saved); // mov %cs:R+off,%eax
+        put(insns, tc, &mut c, &cs_abs(&[0xA1], rec + off as u32), saved); // mov %cs:R+off,%eax
         put(insns, tc, &mut c, &[0x8D, 0x0C, 0x01], saved); // lea (%ecx,%eax),%ecx
         put(insns, tc, &mut c, &[0xE3, 0x02], saved); // jecxz +2
         misses.push(c + 1);
         put(insns, tc, &mut c, &[0xEB, 0x00], saved); // jmp miss
     }
-    put(insns, tc, &mut c, &cs_op(&[0x8B, 0x0D], rec + fs::EXIT_SS as u32), saved); // mov %cs:R+EXIT_SS,%ecx
+    put(insns, tc, &mut c, &cs_abs(&[0x8B, 0x0D], rec + fs::EXIT_SS as u32), saved); // mov %cs:R+EXIT_SS,%ecx
     misses.push(c + 1);
     put(insns, tc, &mut c, &[0xE3, 0x00], saved); // jecxz miss
     let to_commit = c + 1;
@@ -1041,7 +1034,7 @@ fn emit_sysexit(tc: &mut [u8], at: usize, i: &Instruction, data: u32, user_table
     c += STUB32;
     tc[to_commit] = (c - (to_commit + 1)) as u8;
     restore(insns, tc, &mut c);
-    put(insns, tc, &mut c, &cs_op(&[0x8E, 0x15], rec + fs::EXIT_SS as u32), clean); // mov %cs:R+EXIT_SS,%ss
+    put(insns, tc, &mut c, &cs_abs(&[0x8E, 0x15], rec + fs::EXIT_SS as u32), clean); // mov %cs:R+EXIT_SS,%ss
     let done = Scratch { in_seq: true, done: fs::DONE_SYSEXIT, ..Scratch::default() };
     put(insns, tc, &mut c, &[0x89, 0xCC], done); // mov %ecx,%esp
     // EIP = EDX: the lookup of an indirect `jmp *%edx`, at the SYSEXIT's guest EIP.
@@ -1722,18 +1715,9 @@ impl TCache {
                     if sti {
                         // The next instruction runs in the STI shadow: it is translated in
                         // this block with its records marked, so that a kick there runs it
-                        // before delivering. Where it cannot follow (end of the page or of
-                        // the block) the block ends here.
-                        let last = n_insn + 1 == max_insns || key.cs_base.wrapping_add(next) >> 12 != key.lin >> 12;
-                        if last {
-                            ended = true;
-                            tc[code] = 0xE9;
-                            insns.push((code, next, Scratch::default()));
-                            rel_links.push((code + 1, key.with_eip(next), next, false));
-                            code += 5;
-                        } else {
-                            sti_next = Some(insns.len());
-                        }
+                        // before delivering. (Where it cannot follow, at the end of the
+                        // page or of the block, the block ends with its usual jump to it.)
+                        sti_next = Some(insns.len());
                     }
                 }
                 Class::InlinePushfd => {

@@ -1270,6 +1270,26 @@ impl Vm {
         Ok(())
     }
 
+    /// After an inline lookup missed: translates the target `to` (the current context) and
+    /// enters it in the table the missing sequence reads. A block shared by all FS/GS
+    /// contexts (`agnostic`) uses the shared table, which names a block made for the
+    /// current bases only until the context changes.
+    fn fill_lookup(&mut self, to: Key, agnostic: bool) -> Result<(), Stop> {
+        let flushes = self.tc.stats.flushes;
+        let h = self.translate(to)?;
+        if self.tc.stats.flushes == flushes && self.tc.lookup(&to) == Some(h) {
+            let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+            if !agnostic {
+                self.tc.fill_table(tc, &to, h);
+            } else if self.tc.is_agnostic(&to, h) {
+                self.tc.fill_table(tc, &to.agnostic(), h);
+            } else {
+                self.tc.fill_table_ctx(tc, &to, h);
+            }
+        }
+        Ok(())
+    }
+
     /// After an interpreted SYSENTER: the translation of SYSENTER_EIP for the record, so
     /// that the next SYSENTER runs inline.
     fn fill_fast_enter(&mut self) -> Result<(), Stop> {
@@ -1331,19 +1351,7 @@ impl Vm {
                     if to.context() == from.context()
                         && self.m.cpu.eip != i.ip32()
                     {
-                        let flushes = self.tc.stats.flushes;
-                        let h = self.translate(to)?;
-                        // A block shared by all FS/GS contexts uses the shared table, which
-                        // may only name blocks that are shared too.
-                        let table = if agnostic { to.agnostic() } else { to };
-                        if self.tc.stats.flushes == flushes && self.tc.lookup(&to) == Some(h) {
-                            let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
-                            if !agnostic || self.tc.is_agnostic(&to, h) {
-                                self.tc.fill_table(tc, &table, h);
-                            } else {
-                                self.tc.fill_table_ctx(tc, &to, h);
-                            }
-                        }
+                        self.fill_lookup(to, agnostic)?;
                     }
                 }
                 return Ok(());
@@ -1410,17 +1418,7 @@ impl Vm {
                     *p.entry((Mnemonic::Sysexit, 3)).or_insert(0) += 1;
                 }
                 let to = self.key();
-                let flushes = self.tc.stats.flushes;
-                let h = self.translate(to)?;
-                if self.tc.stats.flushes == flushes && self.tc.lookup(&to) == Some(h) {
-                    let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
-                    if self.tc.is_agnostic(&to, h) {
-                        self.tc.fill_table(tc, &to.agnostic(), h);
-                    } else {
-                        self.tc.fill_table_ctx(tc, &to, h);
-                    }
-                }
-                Ok(())
+                self.fill_lookup(to, true)
             }
             SiteKind::Dispatch { key } => {
                 self.stats.dispatch_exits += 1;
