@@ -158,6 +158,30 @@
         .set SEGIDX_fs, 2
         .set SEGIDX_gs, 3
 
+# SAVE_SREGS: CS and SS as MOV and PUSH read them, then DS ES FS GS (each
+# zero-extended) into the eight given dwords (SS-relative); clobbers EAX.
+        .macro SAVE_SREG_MOV sreg, dst
+        movl %\sreg, %eax
+        movzwl %ax, %eax
+        movl %eax, %ss:\dst
+        .endm
+        .macro SAVE_SREG_PUSH sreg, dst
+        pushl %\sreg
+        popl %eax
+        movzwl %ax, %eax
+        movl %eax, %ss:\dst
+        .endm
+        .macro SAVE_SREGS cs1, cs2, ss1, ss2, ds, es, fs, gs
+        SAVE_SREG_MOV cs, \cs1
+        SAVE_SREG_PUSH cs, \cs2
+        SAVE_SREG_MOV ss, \ss1
+        SAVE_SREG_PUSH ss, \ss2
+        SAVE_SREG_MOV ds, \ds
+        SAVE_SREG_MOV es, \es
+        SAVE_SREG_MOV fs, \fs
+        SAVE_SREG_MOV gs, \gs
+        .endm
+
         .macro WRMSR_ msr, val
         movl $\msr, %ecx
         movl \val, %eax
@@ -292,32 +316,7 @@ k_common:
         movl %esi, %ss:k_got_esi
         movl %edi, %ss:k_got_edi
         movl %ebp, %ss:k_got_ebp
-        movl %cs, %eax
-        movzwl %ax, %eax
-        movl %eax, %ss:k_got_cs1
-        pushl %cs
-        popl %eax
-        movzwl %ax, %eax
-        movl %eax, %ss:k_got_cs2
-        movl %ss, %eax
-        movzwl %ax, %eax
-        movl %eax, %ss:k_got_ss1
-        pushl %ss
-        popl %eax
-        movzwl %ax, %eax
-        movl %eax, %ss:k_got_ss2
-        movl %ds, %eax
-        movzwl %ax, %eax
-        movl %eax, %ss:k_got_ds
-        movl %es, %eax
-        movzwl %ax, %eax
-        movl %eax, %ss:k_got_es
-        movl %fs, %eax
-        movzwl %ax, %eax
-        movl %eax, %ss:k_got_fs
-        movl %gs, %eax
-        movzwl %ax, %eax
-        movl %eax, %ss:k_got_gs
+        SAVE_SREGS k_got_cs1, k_got_cs2, k_got_ss1, k_got_ss2, k_got_ds, k_got_es, k_got_fs, k_got_gs
         call k_verify
         movl %ss:k_action, %eax
         testl %eax, %eax
@@ -537,32 +536,7 @@ u_land:
         movl %esi, %ss:U_GOT_ESI
         movl %edi, %ss:U_GOT_EDI
         movl %ebp, %ss:U_GOT_EBP
-        movl %cs, %eax
-        movzwl %ax, %eax
-        movl %eax, %ss:U_GOT_CS1
-        pushl %cs
-        popl %eax
-        movzwl %ax, %eax
-        movl %eax, %ss:U_GOT_CS2
-        movl %ss, %eax
-        movzwl %ax, %eax
-        movl %eax, %ss:U_GOT_SS1
-        pushl %ss
-        popl %eax
-        movzwl %ax, %eax
-        movl %eax, %ss:U_GOT_SS2
-        movl %ds, %eax
-        movzwl %ax, %eax
-        movl %eax, %ss:U_GOT_DS
-        movl %es, %eax
-        movzwl %ax, %eax
-        movl %eax, %ss:U_GOT_ES
-        movl %fs, %eax
-        movzwl %ax, %eax
-        movl %eax, %ss:U_GOT_FS
-        movl %gs, %eax
-        movzwl %ax, %eax
-        movl %eax, %ss:U_GOT_GS
+        SAVE_SREGS U_GOT_CS1, U_GOT_CS2, U_GOT_SS1, U_GOT_SS2, U_GOT_DS, U_GOT_ES, U_GOT_FS, U_GOT_GS
         call *%ss:U_POST
         call u_verify
         incl %ss:U_I
