@@ -181,12 +181,13 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
     let uart_irq = uart.irq_line();
     let uart_id = ports.register(ringfold_devices::COM1_PORT, ringfold_devices::UART_PORT_LEN, Box::new(uart))?;
     let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    ringfold_host::timer::start_tsc_clock();
     let mut platform = ringfold_vmm::platform::PcPlatform::new(&mut ports, ringfold_host::timer::now_ns, a.mem << 20, wall)?;
     platform.connect(4, uart_irq);
     let mut vm = Vm::new(a.mem << 20, ports).context("cannot create the VM")?;
     vm.set_shadow_cache(!a.no_shadow_cache);
     if !a.no_apic {
-        let apic = platform.attach_apics(&mut vm.m.mmio).context("cannot register the APICs")?;
+        let apic = platform.attach_apics(&mut vm.m.mmio, ringfold_host::timer::tsc_delta_ns).context("cannot register the APICs")?;
         vm.m.apic = Some(Box::new(apic));
     }
     vm.platform = Some(Box::new(platform));

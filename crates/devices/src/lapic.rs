@@ -3,8 +3,9 @@
 //! Semantics follow the Intel SDM vol. 3, "Advanced Programmable Interrupt Controller":
 //! 256-bit IRR/ISR/TMR, task/processor priority (a vector is deliverable when its
 //! priority class, `vector >> 4`, is above the PPR's), EOI retiring the highest in-service
-//! vector, the local vector table and the APIC timer (one-shot and periodic; no
-//! TSC-deadline mode, so LVT timer bit 18 is reserved).
+//! vector, the local vector table and the APIC timer (one-shot, periodic and TSC-deadline).
+//! The device does not read the TSC: the platform converts a deadline written to
+//! IA32_TSC_DEADLINE into device time ([`LocalApic::write_tsc_deadline`]).
 //!
 //! The device has no clock: the platform advances it with [`LocalApic::set_time`] (call it
 //! before every MMIO access and before polling for interrupts, so the current-count register
@@ -49,6 +50,9 @@ const SVR_WRITABLE: u32 = 0x3FF;
 
 const LVT_MASKED: u32 = 1 << 16;
 const LVT_TIMER_PERIODIC: u32 = 1 << 17;
+/// LVT timer mode field (bits 17-18): 00 one-shot, 01 periodic, 10 TSC-deadline.
+const LVT_TIMER_MODE: u32 = 3 << 17;
+const LVT_TIMER_TSC_DEADLINE: u32 = 2 << 17;
 const LVT_DELIVERY_MODE_SHIFT: u32 = 8;
 const DELIVERY_FIXED: u32 = 0;
 const DELIVERY_LOWEST: u32 = 1;
@@ -66,7 +70,7 @@ const LVT_ERROR: usize = 6;
 /// platform's business).
 const LVT_WRITABLE: [u32; 7] = [
     0x0001_07FF, // CMCI: vector, delivery mode, mask
-    0x0003_00FF, // timer: vector, mask, periodic (bit 18 TSC-deadline reserved)
+    0x0007_00FF, // timer: vector, mask, mode (one-shot, periodic, TSC-deadline)
     0x0001_07FF, // thermal
     0x0001_07FF, // performance counters
     0x0001_A7FF, // LINT0: + polarity (13), trigger mode (15)
@@ -171,6 +175,10 @@ pub struct LocalApic {
     timer_anchor_count: u32,
     /// The count is running: an initial count was written and (one-shot) has not expired.
     timer_running: bool,
+    /// IA32_TSC_DEADLINE as the guest wrote it (0: disarmed), and the device time at
+    /// which that TSC value is reached (TSC-deadline mode only).
+    tsc_deadline: u64,
+    tsc_deadline_ns: u64,
     /// Vectors of level-triggered interrupts EOIed since the last `take_eoi_vectors`.
     eoi_vectors: Vec<u8>,
     /// A self-NMI (ICR) is waiting for the platform.
@@ -209,6 +217,8 @@ impl LocalApic {
             timer_anchor_cycle: 0,
             timer_anchor_count: 0,
             timer_running: false,
+            tsc_deadline: 0,
+            tsc_deadline_ns: 0,
             eoi_vectors: Vec::new(),
             nmi_pending: false,
         }
@@ -268,6 +278,11 @@ impl LocalApic {
             return;
         }
         self.now_ns = now_ns;
+        if self.tsc_deadline != 0 && now_ns >= self.tsc_deadline_ns {
+            // The deadline passed: the MSR clears and the interrupt is raised once.
+            self.tsc_deadline = 0;
+            self.raise_lvt(LVT_TIMER);
+        }
         if !self.timer_running {
             return;
         }
@@ -295,10 +310,33 @@ impl LocalApic {
     /// Absolute time (ns) of the next timer interrupt, if the timer is running and its
     /// LVT entry unmasked.
     pub fn next_deadline(&self) -> Option<u64> {
-        if !self.timer_running || self.lvt[LVT_TIMER] & LVT_MASKED != 0 {
+        if self.lvt[LVT_TIMER] & LVT_MASKED != 0 {
             return None;
         }
-        Some(cycles_to_ns(self.timer_expiry_cycle()))
+        if self.tsc_deadline != 0 {
+            return Some(self.tsc_deadline_ns);
+        }
+        self.timer_running.then(|| cycles_to_ns(self.timer_expiry_cycle()))
+    }
+
+    fn tsc_deadline_mode(&self) -> bool {
+        self.lvt[LVT_TIMER] & LVT_TIMER_MODE == LVT_TIMER_TSC_DEADLINE
+    }
+
+    /// RDMSR IA32_TSC_DEADLINE: the armed deadline, 0 once it fired or outside
+    /// TSC-deadline mode.
+    pub fn tsc_deadline(&self) -> u64 {
+        self.tsc_deadline
+    }
+
+    /// WRMSR IA32_TSC_DEADLINE with guest TSC value `tsc`, which the platform says is
+    /// reached at device time `at_ns`. Outside TSC-deadline mode the write is ignored
+    /// (SDM); 0 disarms; a deadline already past fires at the next `set_time`.
+    pub fn write_tsc_deadline(&mut self, tsc: u64, at_ns: u64) {
+        if self.tsc_deadline_mode() {
+            self.tsc_deadline = tsc;
+            self.tsc_deadline_ns = at_ns;
+        }
     }
 
     /// Divide configuration register (bits 0, 1, 3) -> divisor 2, 4, ..., 128, 1.
@@ -329,6 +367,9 @@ impl LocalApic {
     }
 
     fn write_timer_initial(&mut self, v: u32) {
+        if self.tsc_deadline_mode() {
+            return; // the initial count is ignored in TSC-deadline mode (SDM)
+        }
         self.timer_initial = v;
         self.timer_running = v != 0;
         self.timer_anchor_cycle = ns_to_cycles(self.now_ns);
@@ -577,6 +618,12 @@ impl LocalApic {
         if !self.is_software_enabled() {
             v |= LVT_MASKED;
         }
+        if index == LVT_TIMER && (self.lvt[index] ^ v) & LVT_TIMER_MODE != 0 {
+            // A mode change stops the timer: both the count and an armed deadline.
+            self.timer_running = false;
+            self.timer_initial = 0;
+            self.tsc_deadline = 0;
+        }
         self.lvt[index] = v;
     }
 
@@ -712,8 +759,8 @@ mod tests {
         wr(&mut a, 0x320, 0xFFFF_FFFF);
         assert_eq!(
             rd(&mut a, 0x320),
-            0x3_00FF,
-            "timer: no TSC-deadline bit, no delivery status"
+            0x7_00FF,
+            "timer: vector, mask, mode (incl. TSC-deadline); no delivery status"
         );
         wr(&mut a, 0x350, 0xFFFF_FFFF);
         assert_eq!(
@@ -1037,6 +1084,50 @@ mod tests {
         assert_eq!(rd(&mut a, reg::TIMER_CURRENT), 30);
         wr(&mut a, 0x320, LVT_TIMER_PERIODIC | 0x30);
         assert_eq!(a.next_deadline(), Some(1_050));
+    }
+
+    #[test]
+    fn tsc_deadline_timer() {
+        let mut a = enabled();
+        // Outside TSC-deadline mode the MSR ignores writes.
+        a.write_tsc_deadline(5_000, 5_000);
+        assert_eq!(a.tsc_deadline(), 0);
+        assert_eq!(a.next_deadline(), None);
+        wr(&mut a, 0x320, LVT_TIMER_TSC_DEADLINE | 0xEF);
+        assert_eq!(rd(&mut a, 0x320), LVT_TIMER_TSC_DEADLINE | 0xEF, "mode bits are writable");
+        a.write_tsc_deadline(7_777, 2_000);
+        assert_eq!(a.tsc_deadline(), 7_777);
+        assert_eq!(a.next_deadline(), Some(2_000));
+        // The initial count is ignored and the current count reads 0 in this mode.
+        wr(&mut a, reg::TIMER_INITIAL, 10);
+        assert_eq!(rd(&mut a, reg::TIMER_INITIAL), 0);
+        assert_eq!(rd(&mut a, reg::TIMER_CURRENT), 0);
+        a.set_time(1_999);
+        assert!(!a.has_interrupt());
+        a.set_time(2_000);
+        assert_eq!(a.tsc_deadline(), 0, "the MSR clears when the deadline fires");
+        assert_eq!(a.next_deadline(), None);
+        assert_eq!(a.acknowledge(), Some(0xEF));
+        wr(&mut a, reg::EOI, 0);
+        a.set_time(10_000);
+        assert!(!a.has_interrupt(), "fires once");
+        // A deadline in the past fires at the next update; 0 disarms.
+        a.write_tsc_deadline(1, 9_000);
+        a.set_time(10_000);
+        assert_eq!(a.acknowledge(), Some(0xEF));
+        wr(&mut a, reg::EOI, 0);
+        a.write_tsc_deadline(123, 20_000);
+        a.write_tsc_deadline(0, 0);
+        a.set_time(30_000);
+        assert!(!a.has_interrupt());
+        // Masked: counts down silently; leaving the mode disarms.
+        wr(&mut a, 0x320, LVT_MASKED | LVT_TIMER_TSC_DEADLINE | 0xEF);
+        a.write_tsc_deadline(99, 40_000);
+        assert_eq!(a.next_deadline(), None);
+        wr(&mut a, 0x320, 0xEF);
+        assert_eq!(a.tsc_deadline(), 0, "a mode change disarms");
+        a.set_time(50_000);
+        assert!(!a.has_interrupt());
     }
 
     #[test]

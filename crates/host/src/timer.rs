@@ -60,6 +60,33 @@ pub fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// The host TSC and monotonic time read together once (at the first call of
+/// [`tsc_delta_ns`], or [`start_tsc_clock`]): the TSC rate is estimated over the whole
+/// interval since, so its error shrinks as the run goes on (about 1e-6 after a second).
+static TSC_ANCHOR: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+
+/// Starts the TSC-rate estimate: call once when the VM is created, long before the guest
+/// programs a TSC deadline.
+pub fn start_tsc_clock() {
+    TSC_ANCHOR.get_or_init(|| (crate::rdtsc(), now_ns()));
+}
+
+/// Nanoseconds the host TSC takes to advance by `delta` ticks (rounded up: a TSC deadline
+/// converted with it never fires early by more than the rate estimate's error). The rate
+/// is measured since [`start_tsc_clock`]; while that is under 1 ms ago this waits until
+/// it is not, so the estimate is never worse than about 1e-4.
+pub fn tsc_delta_ns(delta: u64) -> u64 {
+    const MIN_NS: u64 = 1_000_000;
+    let (t0, n0) = *TSC_ANCHOR.get_or_init(|| (crate::rdtsc(), now_ns()));
+    let (mut t1, mut n1) = (crate::rdtsc(), now_ns());
+    while n1.saturating_sub(n0) < MIN_NS {
+        std::hint::spin_loop();
+        (t1, n1) = (crate::rdtsc(), now_ns());
+    }
+    let (ticks, ns) = (u128::from(t1.saturating_sub(t0).max(1)), u128::from(n1 - n0));
+    u64::try_from((u128::from(delta) * ns).div_ceil(ticks)).unwrap_or(u64::MAX)
+}
+
 /// Sleeps the VM thread for at most `ns` nanoseconds (an idle guest: HLT with IF=1). A
 /// kick signal ends the sleep early.
 pub fn idle(ns: u64) {

@@ -71,6 +71,7 @@ pub mod msr {
     pub const SYSENTER_EIP: u32 = 0x176;
     pub const MISC_ENABLE: u32 = 0x1A0;
     pub const PAT: u32 = 0x277;
+    pub const TSC_DEADLINE: u32 = 0x6E0;
     pub const EFER: u32 = 0xC000_0080;
 }
 

@@ -21,6 +21,13 @@ pub mod edx1 {
     pub const SSE2: u32 = 1 << 26;
 }
 
+/// CPUID leaf 1 ECX feature bits advertised.
+pub mod ecx1 {
+    /// The local APIC timer's TSC-deadline mode (IA32_TSC_DEADLINE): only with an APIC.
+    /// Linux then skips calibrating the APIC timer against the PIT (100 ms of boot).
+    pub const TSC_DEADLINE: u32 = 1 << 24;
+}
+
 const VENDOR: &[u8; 12] = b"AuthenticAMD";
 const BRAND: &[u8; 48] = b"ringfold virtual CPU (IA-32, binary translated)\0";
 
@@ -37,7 +44,9 @@ pub fn cpuid(leaf: u32, _sub: u32, apic: bool) -> [u32; 4] {
             use edx1::*;
             let edx = FPU | PSE | TSC | MSR | PAE | CX8 | SEP | PGE | CMOV | PSE36 | MMX | FXSR | SSE | SSE2
                 | if apic { APIC } else { 0 };
-            [eax, ebx, 0, edx]
+            // ECX: the APIC timer's TSC-deadline mode (with the APIC only).
+            let ecx = if apic { ecx1::TSC_DEADLINE } else { 0 };
+            [eax, ebx, ecx, edx]
         }
         0x8000_0000 => [0x8000_0004, w(&VENDOR[0..4]), w(&VENDOR[8..12]), w(&VENDOR[4..8])],
         // NX (bit 20) only: no SYSCALL in legacy mode, no long mode.
@@ -73,5 +82,7 @@ mod tests {
         assert_eq!(cpuid(7, 0, true), [0; 4]);
         assert_eq!(f[3] & edx1::APIC, edx1::APIC);
         assert_eq!(cpuid(1, 0, false)[3], f[3] & !edx1::APIC, "--no-apic clears only the APIC bit");
+        assert_eq!(f[2], ecx1::TSC_DEADLINE);
+        assert_eq!(cpuid(1, 0, false)[2], 0, "no TSC-deadline timer without an APIC");
     }
 }

@@ -310,6 +310,10 @@ impl<M: Memory> Machine<M> {
                 Some(a) => a.read(),
                 None => return Err(Fault::gp(0)),
             },
+            msr::TSC_DEADLINE => match &self.apic {
+                Some(a) => a.tsc_deadline(),
+                None => return Err(Fault::gp(0)),
+            },
             _ => return Err(Fault::gp(0)),
         })
     }
@@ -334,6 +338,14 @@ impl<M: Memory> Machine<M> {
                 }
                 // Enabling/disabling the APIC changes where interrupts go: count it as a
                 // device access so the run loop recomputes the platform's state.
+                self.io_count += 1;
+            }
+            msr::TSC_DEADLINE if self.apic.is_some() => {
+                let ahead = v.saturating_sub(self.guest_tsc());
+                if let Some(a) = self.apic.as_mut() {
+                    a.write_tsc_deadline(v, ahead);
+                }
+                // The timer's deadline moved: the run loop re-arms the host timer.
                 self.io_count += 1;
             }
             _ => return Err(Fault::gp(0)),

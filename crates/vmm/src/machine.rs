@@ -68,11 +68,16 @@ pub trait Platform {
     }
 }
 
-/// The local APIC's IA32_APIC_BASE MSR (0x1B), which lives with the platform's APIC.
-pub trait ApicBaseMsr: Send {
+/// The local APIC's MSRs, which live with the platform's APIC: IA32_APIC_BASE (0x1B) and
+/// IA32_TSC_DEADLINE (0x6E0).
+pub trait ApicMsrs: Send {
     fn read(&self) -> u64;
-    /// WRMSR; the caller has already raised #GP for reserved bits.
+    /// WRMSR IA32_APIC_BASE; the caller has already raised #GP for reserved bits.
     fn write(&mut self, v: u64);
+    fn tsc_deadline(&self) -> u64;
+    /// WRMSR IA32_TSC_DEADLINE with `tsc`, which is `ahead` TSC ticks from now (0: now or
+    /// in the past).
+    fn write_tsc_deadline(&mut self, tsc: u64, ahead: u64);
 }
 
 /// A change of the guest's address translation the shadow must follow (TLB semantics).
@@ -177,7 +182,7 @@ pub struct Machine<M: Memory> {
     /// can only change by an access, by time, or by an interrupt acknowledge.
     pub io_count: u64,
     /// The local APIC's base MSR, if the platform has one (it also sets CPUID.1:EDX.APIC).
-    pub apic: Option<Box<dyn ApicBaseMsr>>,
+    pub apic: Option<Box<dyn ApicMsrs>>,
 }
 
 impl<M: Memory> Machine<M> {

@@ -9,7 +9,7 @@
 //! disabled: `LocalApic::accepts_pic_intr`), or after an ExtINT message from the IOAPIC.
 //! The local APIC's vectors take precedence at the interrupt acknowledge.
 
-use crate::machine::{ApicBaseMsr, Platform};
+use crate::machine::{ApicMsrs, Platform};
 use ringfold_boot::mptable::isa_irq_to_ioapic_pin;
 use ringfold_devices::{
     Delivery, IoApic, IoError, IrqLine, LocalApic, MmioBus, MmioDevice, MmioError, PortBus, PortDevice, ResetPort,
@@ -102,12 +102,31 @@ impl SharedApics {
     }
 }
 
-impl ApicBaseMsr for SharedApics {
+/// The local APIC's MSRs as the CPU sees them (`attach_apics`).
+#[derive(Clone)]
+pub struct LapicMsrs {
+    apics: SharedApics,
+    clock: fn() -> u64,
+    /// Device-time nanoseconds for a number of TSC ticks (`ringfold_host::timer::tsc_delta_ns`).
+    tsc_ns: fn(u64) -> u64,
+}
+
+impl ApicMsrs for LapicMsrs {
     fn read(&self) -> u64 {
-        self.lock().lapic.base_msr()
+        self.apics.lock().lapic.base_msr()
     }
     fn write(&mut self, v: u64) {
-        self.lock().lapic.set_base_msr(v)
+        self.apics.lock().lapic.set_base_msr(v)
+    }
+    fn tsc_deadline(&self) -> u64 {
+        self.apics.lock().lapic.tsc_deadline()
+    }
+    fn write_tsc_deadline(&mut self, tsc: u64, ahead: u64) {
+        let now = (self.clock)();
+        let at = now.saturating_add((self.tsc_ns)(ahead));
+        let mut a = self.apics.lock();
+        a.lapic.set_time(now);
+        a.lapic.write_tsc_deadline(tsc, at);
     }
 }
 
@@ -204,13 +223,14 @@ impl PcPlatform {
     /// IA32_APIC_BASE MSR for `Machine::apic`. Both start in their reset state: the local
     /// APIC globally enabled but software-disabled (so the PIC still reaches the CPU, as
     /// after a BIOS's virtual-wire setup), every IOAPIC entry masked.
-    pub fn attach_apics(&mut self, mmio: &mut MmioBus) -> Result<SharedApics, MmioError> {
+    /// `tsc_ns` converts TSC ticks to device-time nanoseconds (for IA32_TSC_DEADLINE).
+    pub fn attach_apics(&mut self, mmio: &mut MmioBus, tsc_ns: fn(u64) -> u64) -> Result<LapicMsrs, MmioError> {
         let apics = SharedApics::new();
         apics.lock().lapic.set_time((self.clock)());
         mmio.register(LAPIC_BASE, LAPIC_MMIO_LEN, Box::new(LapicMmio { apics: apics.clone(), clock: self.clock }))?;
         mmio.register(IOAPIC_BASE, IOAPIC_MMIO_LEN, Box::new(IoApicMmio(apics.clone())))?;
         self.apics = Some(apics.clone());
-        Ok(apics)
+        Ok(LapicMsrs { apics, clock: self.clock, tsc_ns })
     }
 }
 
@@ -312,7 +332,7 @@ mod tests {
         p: PcPlatform,
         ports: PortBus,
         mmio: MmioBus,
-        msr: SharedApics,
+        msr: LapicMsrs,
     }
 
     impl Pc {
@@ -323,7 +343,7 @@ mod tests {
             let mut ports = PortBus::new();
             let mut mmio = MmioBus::new();
             let mut p = PcPlatform::new(&mut ports, now, 64 << 20, 0).unwrap();
-            let msr = p.attach_apics(&mut mmio).unwrap();
+            let msr = p.attach_apics(&mut mmio, |ticks| ticks / 2).unwrap();
             let mut pc = Pc { p, ports, mmio, msr };
             pc.lapic_write(LAPIC_SVR, 0x1FF);
             pc.lapic_write(LAPIC_LINT0, lint0);
@@ -453,6 +473,25 @@ mod tests {
         assert!(pc.advance(1));
         assert_eq!(pc.p.acknowledge(), Some(0xEC));
         assert_eq!(pc.p.next_deadline(), None, "one-shot expired");
+    }
+
+    #[test]
+    fn tsc_deadline_msr_is_a_platform_deadline() {
+        let mut pc = Pc::new(0x1_0700);
+        let mut msr = pc.msr.clone();
+        let t0 = now();
+        // Not in TSC-deadline mode yet: the write is ignored.
+        msr.write_tsc_deadline(1_000_000, 8000);
+        assert_eq!((msr.tsc_deadline(), pc.p.next_deadline()), (0, None));
+        pc.lapic_write(LAPIC_LVT_TIMER, (2 << 17) | 0xEC); // TSC-deadline mode, vector 0xEC
+        // The test platform's TSC runs at 2 ticks per ns.
+        msr.write_tsc_deadline(1_000_000, 8000);
+        assert_eq!(msr.tsc_deadline(), 1_000_000);
+        assert_eq!(pc.p.next_deadline(), Some(t0 + 4000));
+        assert!(!pc.advance(3999));
+        assert!(pc.advance(1));
+        assert_eq!(pc.p.acknowledge(), Some(0xEC));
+        assert_eq!((msr.tsc_deadline(), pc.p.next_deadline()), (0, None), "fired and cleared");
     }
 
     #[test]
