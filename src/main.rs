@@ -67,6 +67,10 @@ struct RunArgs {
     /// through the 8259 PIC only and CPUID reports no APIC.
     #[arg(long)]
     no_apic: bool,
+    /// Write /tmp/perf-PID.map naming each translated block `guest:EIP`, for `perf report`
+    /// (profiling; boot with `nokaslr` to match addresses with the guest's /proc/kallsyms).
+    #[arg(long)]
+    perf_map: bool,
     /// Do not install the seccomp filter (debugging only).
     #[arg(long, hide = true)]
     no_seccomp: bool,
@@ -186,6 +190,10 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
     platform.connect(4, uart_irq);
     let mut vm = Vm::new(a.mem << 20, ports).context("cannot create the VM")?;
     vm.set_shadow_cache(!a.no_shadow_cache);
+    if a.perf_map {
+        let path = vm.enable_perf_map().context("cannot create the perf map")?;
+        eprintln!("ringfold: writing perf symbols to {}", path.display());
+    }
     if !a.no_apic {
         let apic = platform.attach_apics(&mut vm.m.mmio, ringfold_host::timer::tsc_delta_ns).context("cannot register the APICs")?;
         vm.m.apic = Some(Box::new(apic));
@@ -238,6 +246,7 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
         vm.exit_profile = Some(Default::default());
     }
     let stop = vm.run();
+    vm.flush_perf_map();
     drop(_raw);
     if a.stats {
         eprintln!("ringfold: stats: {:?} {:?} {:?}", vm.stats, vm.tc_stats(), vm.mmu_stats());

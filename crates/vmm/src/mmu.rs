@@ -126,6 +126,10 @@ pub struct MmuStats {
     /// Host calls mapping more than one page at a fault, and the pages they mapped.
     pub runs: u64,
     pub run_pages: u64,
+    /// Times every current mapping was dropped (global TLB flush: CR4.PGE toggled), and
+    /// the mappings that went.
+    pub global_drops: u64,
+    pub global_dropped_pages: u64,
 }
 
 pub struct ShadowMmu {
@@ -473,6 +477,8 @@ impl ShadowMmu {
     /// CR4.PGE toggled: every current mapping goes (global ones too); saved address spaces
     /// and paging-structure snapshots stay valid (the walks do not change).
     pub fn drop_current(&mut self, h: &mut impl HostMapper) {
+        self.stats.global_drops += 1;
+        self.stats.global_dropped_pages += self.map.len() as u64;
         if !self.map.is_empty() {
             h.unmap_all();
         }

@@ -194,6 +194,8 @@ pub struct TCache {
     victim: u8,
     /// 32-bit code selector of the host's 64-bit code (far-jump target selector).
     host_cs64: u16,
+    /// `perf` JIT symbol map being written (`enable_perf_map`).
+    perf_map: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 /// Errors the translator reports (not guest exceptions).
@@ -1077,6 +1079,25 @@ fn clear_entry(tc: &mut [u8], e: usize, i: u32) {
 }
 
 impl TCache {
+    /// Names each translated block in `/tmp/perf-PID.map` as `guest:EIP` (the linear
+    /// address it starts at), in perf's JIT map format, with a `# flush NS` line
+    /// (CLOCK_MONOTONIC) at each cache flush: perf itself does not read the map for the
+    /// cache's memfd mapping, `scripts/perf-guest` attributes `perf record -k mono`
+    /// samples with it.
+    pub fn enable_perf_map(&mut self) -> std::io::Result<std::path::PathBuf> {
+        let path = std::path::PathBuf::from(format!("/tmp/perf-{}.map", std::process::id()));
+        self.perf_map = Some(std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&path)?));
+        Ok(path)
+    }
+
+    /// Writes out the buffered perf-map lines.
+    pub fn flush_perf_map(&mut self) {
+        if let Some(w) = self.perf_map.as_mut() {
+            use std::io::Write;
+            let _ = w.flush();
+        }
+    }
+
     pub fn new(host_base: u32, size: usize, exit_stub: fn(u32) -> [u8; 19], host_cs64: u16) -> Self {
         TCache {
             host_base,
@@ -1098,11 +1119,16 @@ impl TCache {
             exit_stub,
             victim: 0,
             host_cs64,
+            perf_map: None,
         }
     }
 
     /// Drops every translation (TC full, or a global change).
     pub fn flush(&mut self) {
+        if let Some(w) = self.perf_map.as_mut() {
+            use std::io::Write;
+            let _ = writeln!(w, "# flush {}", ringfold_host::timer::now_ns());
+        }
         self.top = DATA_BYTES;
         self.tables_bottom = self.size;
         self.map.clear();
@@ -1885,6 +1911,11 @@ impl TCache {
         self.blocks.push(Block { key, start, end, lin_end, insns, live: true, suspended: false, entry: None });
         self.by_start.insert(start, block_index);
         self.map.insert(key, start);
+        if let Some(w) = self.perf_map.as_mut() {
+            use std::io::Write;
+            // A failed write only loses profiling symbols.
+            let _ = writeln!(w, "{:x} {:x} guest:{:08x}", self.host_base as usize + start, tail - start, key.lin);
+        }
         Ok(self.host_base + start as u32)
     }
 }

@@ -550,6 +550,15 @@ impl Vm {
         &mut self.m.cpu
     }
 
+    /// See `TCache::enable_perf_map`.
+    pub fn enable_perf_map(&mut self) -> std::io::Result<std::path::PathBuf> {
+        self.tc.enable_perf_map()
+    }
+
+    pub fn flush_perf_map(&mut self) {
+        self.tc.flush_perf_map();
+    }
+
     pub fn tc_stats(&self) -> crate::translate::TcStats {
         self.tc.stats
     }
@@ -1632,6 +1641,13 @@ impl Vm {
                 let hi = (base_lp + (t.page_size >> 12)).min(MONITOR_START >> 12);
                 let hi = hi.min(base_lp + ram_pages.saturating_sub(base_pa));
                 if lo <= lp && lp < hi {
+                    // Only the unmapped pages around the fault: after a single page went
+                    // (a stale entry, INVLPG, a code page written) the rest of the large
+                    // page is still mapped, and redoing it would cost one host call per
+                    // read-only page in it (code, page tables).
+                    let mmu = &self.m.mem.mmu;
+                    let lo = (lo..lp).rev().take_while(|&p| mmu.mapped(p).is_none()).last().unwrap_or(lp);
+                    let hi = (lp + 1..hi).take_while(|&p| mmu.mapped(p).is_none()).last().map_or(lp + 1, |p| p + 1);
                     let pa0 = base_pa + (lo - base_lp);
                     self.m.mem.with_mmu(|mmu, mp| mmu.install_run(mp, lo, pa0, hi - lo, &t, acc.write, pge))?;
                 } else {
