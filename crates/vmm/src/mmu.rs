@@ -199,6 +199,20 @@ fn entry_changed(old: &[u8], new: &[u8]) -> bool {
     (a ^ b) & !ad != 0 || (a ^ b) & a & ad != 0
 }
 
+/// Unmaps ascending linear pages `pages` on the host, one call per run of consecutive
+/// pages.
+fn unmap_runs(h: &mut impl HostMapper, pages: &[u32]) {
+    let mut k = 0;
+    while k < pages.len() {
+        let mut n = 1;
+        while k + n < pages.len() && pages[k + n] == pages[k] + n as u32 {
+            n += 1;
+        }
+        h.unmap_run(pages[k], n as u32);
+        k += n;
+    }
+}
+
 /// Bit set of the `n`-byte entries of a paging structure that `entry_changed` between
 /// `old` and `new` (compared 8 bytes at a time first: a switch usually finds one or two
 /// changed entries in a 4 KiB table).
@@ -571,16 +585,23 @@ impl ShadowMmu {
         let stale = |m: &Mapping, l: u32, cr3: u32| (0..3).any(|lv| m.tables[lv] == tp && changed(entry_offset(lv, l, pae, cr3)));
         let lins = self.by_table.remove(&tp).unwrap_or_default();
         let mut keep = Vec::with_capacity(lins.len());
+        let mut gone = Vec::new();
         for l in lins {
             let Some(&m) = self.map.get(&l) else { continue };
             if stale(&m, l, space) {
                 self.stats.stale_dropped += 1;
-                self.drop_page(h, l);
-                self.dropped.push(l);
+                if self.remove_entry(l).is_some() {
+                    gone.push(l);
+                }
             } else if m.tables.contains(&tp) {
                 keep.push(l);
             }
         }
+        // A process exiting or unmapping a region changes whole page tables: one host call
+        // per run of pages, not per page.
+        gone.sort_unstable();
+        unmap_runs(h, &gone);
+        self.dropped.extend_from_slice(&gone);
         keep.sort_unstable();
         keep.dedup();
         if !keep.is_empty() {
@@ -682,16 +703,7 @@ impl ShadowMmu {
                 (None, None) => unreachable!(),
             }
         }
-        // Unmap what goes, in runs of consecutive pages.
-        let mut k = 0;
-        while k < gone.len() {
-            let mut n = 1;
-            while k + n < gone.len() && gone[k + n] == gone[k] + n as u32 {
-                n += 1;
-            }
-            h.unmap_run(gone[k], n as u32);
-            k += n;
-        }
+        unmap_runs(h, &gone);
         for l in &gone {
             self.remove_entry(*l);
         }

@@ -185,7 +185,7 @@ pub struct TCache {
     /// one (`ctx_fold`): undone when the context changes. (rel32 position, previous rel32)
     /// for links; table entry offsets for lookup-table entries.
     ctx_links: Vec<(usize, u32)>,
-    ctx_entries: Vec<(usize, u32)>,
+    ctx_entries: Vec<(usize, u32, u32)>,
     /// The context (shared context, FS/GS folds) those links and entries were made for.
     ctx_owner: Option<(Context, Option<u32>, Option<u32>)>,
     pub stats: TcStats,
@@ -211,9 +211,21 @@ const MAX_INSNS: usize = 64;
 /// Worst case bytes one block needs (instructions, links, stubs).
 const MAX_BLOCK_BYTES: usize = MAX_INSNS * (16 + 40) + 512;
 const STUB32: usize = 7;
-/// Lookup tables are two-way set-associative: 4096 sets of two 8-byte entries.
-const TABLE_ENTRIES: usize = 8192;
-const TABLE_SETS: usize = TABLE_ENTRIES / 2;
+/// Lookup tables are two-way set-associative, sets of two 8-byte entries: 4096 sets for
+/// CPL3 contexts (one per process while TLS bases are folded into the code), 8192 for
+/// CPL0 contexts (the kernel: one context, and the most distinct return addresses; with
+/// 4096 sets, conflicts made 290k of W2's 320k interpreted kernel RETs).
+const SMALL_SETS: u32 = 4096;
+const BIG_SETS: u32 = 8192;
+
+/// The number of sets of the lookup table of a context at `cpl`.
+fn table_sets(cpl: u8) -> u32 {
+    if cpl == 0 {
+        BIG_SETS
+    } else {
+        SMALL_SETS
+    }
+}
 /// The first bytes of the cache hold data the translations read through CS (the monitor
 /// writes them through the cache's alias). The guest's CS and SS selectors (at 4 and 8;
 /// the layout is ES CS SS DS FS GS as zero-extended dwords), kept current by the monitor
@@ -237,7 +249,8 @@ pub const USER_SEL: usize = SEG_TABLE + crate::segcache::TABLE_BYTES;
 /// The inline SYSENTER/SYSEXIT record (`fastsys::ENTER_SS` ...).
 pub const FAST_RECORD: usize = USER_SEL + 4 * crate::fastsys::USER_SEL_ENTRIES;
 const DATA_BYTES: usize = FAST_RECORD + crate::fastsys::RECORD_BYTES;
-const TABLE_BYTES: usize = TABLE_ENTRIES * 8;
+/// Bytes of the largest lookup table.
+const TABLE_BYTES: usize = BIG_SETS as usize * 16;
 const STUB64: usize = 19;
 
 /// CPUID features whose instructions may run natively (what our CPUID advertises).
@@ -845,6 +858,7 @@ fn emit_lookup(
     at: usize,
     i: &Instruction,
     table: u32,
+    sets: u32,
     insns: &mut Vec<(usize, u32, Scratch)>,
     stubs: &mut Vec<(usize, SiteKind)>,
     miss: SiteKind,
@@ -887,15 +901,23 @@ fn emit_lookup(
         let disp = i.memory_displacement32() as i64 + if i.memory_base() == Register::ESP { adjust } else { 0 };
         put(tc, &mut c, &with_guest_operand(i, disp, 4, |m| Instruction::with2(iced_x86::Code::Mov_r32_rm32, Register::EAX, m)));
     }
-    // ECX = table_index(EIP) * 16 (the offset of a set of two entries), flags untouched.
+    // ECX = table_index(EIP, sets) * 16 (the offset of a set of two entries), flags
+    // untouched: the 16-bit truncation comes after *16 (4096 sets) or between *8 and *2
+    // (8192 sets).
     put(tc, &mut c, &[0x0F, 0xB6, 0xCC]); // movzx %ah,%ecx: EIP bits 8..15
     put(tc, &mut c, &[0x89, 0xC2, 0x0F, 0xCA]); // mov %eax,%edx; bswap %edx
     put(tc, &mut c, &[0x0F, 0xB6, 0xD6]); // movzx %dh,%edx: EIP bits 16..23
     put(tc, &mut c, &[0x8D, 0x0C, 0x91]); // lea (%ecx,%edx,4),%ecx
     put(tc, &mut c, &[0x8D, 0x0C, 0x08]); // lea (%eax,%ecx),%ecx
     put(tc, &mut c, &[0x8D, 0x0C, 0xCD, 0, 0, 0, 0]); // lea 0(,%ecx,8),%ecx
-    put(tc, &mut c, &[0x8D, 0x0C, 0x09]); // lea (%ecx,%ecx),%ecx
-    put(tc, &mut c, &[0x0F, 0xB7, 0xC9]); // movzx %cx,%ecx
+    debug_assert!(sets == SMALL_SETS || sets == BIG_SETS);
+    if sets == BIG_SETS {
+        put(tc, &mut c, &[0x0F, 0xB7, 0xC9]); // movzx %cx,%ecx
+        put(tc, &mut c, &[0x8D, 0x0C, 0x09]); // lea (%ecx,%ecx),%ecx
+    } else {
+        put(tc, &mut c, &[0x8D, 0x0C, 0x09]); // lea (%ecx,%ecx),%ecx
+        put(tc, &mut c, &[0x0F, 0xB7, 0xC9]); // movzx %cx,%ecx
+    }
     put(tc, &mut c, &[0x2E, 0x8B, 0x91]);
     put(tc, &mut c, &table.to_le_bytes()); // mov %cs:T(%ecx),%edx: way 0's -EIP
     put(tc, &mut c, &[0x8D, 0x14, 0x02]); // lea (%edx,%eax),%edx
@@ -1043,7 +1065,7 @@ fn emit_sysexit(tc: &mut [u8], at: usize, i: &Instruction, data: u32, user_table
     let mut jmp = Instruction::with1(iced_x86::Code::Jmp_rm32, Register::EDX).expect("jmp edx");
     jmp.set_ip32(eip);
     let from = insns.len();
-    c = emit_lookup(tc, c, &jmp, user_table, insns, stubs, SiteKind::SysexitMiss);
+    c = emit_lookup(tc, c, &jmp, user_table, table_sets(3), insns, stubs, SiteKind::SysexitMiss);
     for (_, _, s) in insns[from..].iter_mut().filter(|(_, _, s)| s.in_seq) {
         s.done = fs::DONE_SYSEXIT;
     }
@@ -1054,8 +1076,8 @@ fn emit_sysexit(tc: &mut [u8], at: usize, i: &Instruction, data: u32, user_table
 /// bits mixed with bits 8..23, because hot return addresses of one program often lie a
 /// multiple of 8 KiB apart (indexed on the low bits only, and direct-mapped, two of them
 /// evicted each other at every call: 9 interpreted RETs per iteration of a shell loop).
-pub fn table_index(eip: u32) -> u32 {
-    eip.wrapping_add((eip >> 8) & 0xFF).wrapping_add(4 * ((eip >> 16) & 0xFF)) & (TABLE_SETS as u32 - 1)
+pub fn table_index(eip: u32, sets: u32) -> u32 {
+    eip.wrapping_add((eip >> 8) & 0xFF).wrapping_add(4 * ((eip >> 16) & 0xFF)) & (sets - 1)
 }
 
 /// A lookup-table entry: (-guest EIP, host address).
@@ -1065,17 +1087,17 @@ fn set_entry(tc: &mut [u8], e: usize, eip: u32, host: u32) {
 }
 
 /// An EIP whose table set is not `i`: an entry of set `i` naming it never matches.
-fn never_matches(i: u32) -> u32 {
+fn never_matches(i: u32, sets: u32) -> u32 {
     let mut eip = i.wrapping_add(1);
-    while table_index(eip) == i {
+    while table_index(eip, sets) == i {
         eip = eip.wrapping_add(1);
     }
     eip
 }
 
 /// An entry of set `i` that never matches (see `never_matches`).
-fn clear_entry(tc: &mut [u8], e: usize, i: u32) {
-    set_entry(tc, e, never_matches(i), 0);
+fn clear_entry(tc: &mut [u8], e: usize, i: u32, sets: u32) {
+    set_entry(tc, e, never_matches(i, sets), 0);
 }
 
 impl TCache {
@@ -1230,16 +1252,18 @@ impl TCache {
     }
 
     /// The return/indirect-branch lookup table of a translation context (allocated on
-    /// first use): 8192 entries of (-guest EIP, host address), indexed by `table_index`.
+    /// first use): `table_sets(cpl)` sets of two (-guest EIP, host address) entries,
+    /// indexed by `table_index`.
     fn table_for(&mut self, tc: &mut [u8], key: &Key) -> usize {
         let ctx = key.context();
         if let Some(&t) = self.tables.get(&ctx) {
             return t;
         }
-        self.tables_bottom -= TABLE_BYTES;
+        let sets = table_sets(key.cpl);
+        self.tables_bottom -= sets as usize * 16;
         let t = self.tables_bottom;
-        for i in 0..TABLE_ENTRIES {
-            clear_entry(tc, t + i * 8, (i / 2) as u32);
+        for i in 0..sets as usize * 2 {
+            clear_entry(tc, t + i * 8, (i / 2) as u32, sets);
         }
         self.tables.insert(ctx, t);
         t
@@ -1269,8 +1293,8 @@ impl TCache {
         for (pos, rel) in std::mem::take(&mut self.ctx_links) {
             self.write_rel32(tc, pos, rel);
         }
-        for (e, i) in std::mem::take(&mut self.ctx_entries) {
-            clear_entry(tc, e, i);
+        for (e, i, sets) in std::mem::take(&mut self.ctx_entries) {
+            clear_entry(tc, e, i, sets);
         }
     }
 
@@ -1303,9 +1327,10 @@ impl TCache {
     /// entry's TC offset and set. An entry for the same EIP is overwritten, else a free
     /// way, else the ways take turns. Entries never move: a context-only entry recorded by
     /// `fill_table_ctx` stays where `undo_ctx` will clear it.
-    fn fill_entry(&mut self, tc: &mut [u8], key: &Key, host: u32) -> Option<(usize, u32)> {
+    fn fill_entry(&mut self, tc: &mut [u8], key: &Key, host: u32) -> Option<(usize, u32, u32)> {
         let t = *self.tables.get(&key.context())?;
-        let i = table_index(key.eip());
+        let sets = table_sets(key.cpl);
+        let i = table_index(key.eip(), sets);
         let set = t + i as usize * 16;
         let word = |e: usize| u32::from_le_bytes([tc[e], tc[e + 1], tc[e + 2], tc[e + 3]]);
         let holds = |e: usize| word(e) == key.eip().wrapping_neg();
@@ -1323,7 +1348,7 @@ impl TCache {
             set + 8 * self.victim as usize
         };
         set_entry(tc, e, key.eip(), host);
-        Some((e, i))
+        Some((e, i, sets))
     }
 
     /// Emits a 32-bit `ljmp 0x33:stub64` at `tc[at..]` plus the 64-bit stub at `stub_at`.
@@ -1806,7 +1831,7 @@ impl TCache {
                 Class::Ret | Class::IndirectJmp | Class::IndirectCall => {
                     insns.pop();
                     let agnostic = key.gs_fold.is_none() && key.fs_fold.is_none();
-                    code = emit_lookup(tc, code, &i, table, &mut insns, &mut stubs, SiteKind::Emulate(Box::new(i), true, agnostic));
+                    code = emit_lookup(tc, code, &i, table, table_sets(key.cpl), &mut insns, &mut stubs, SiteKind::Emulate(Box::new(i), true, agnostic));
                     ended = true;
                 }
                 Class::InlineSysenter => {
@@ -2016,21 +2041,47 @@ mod tests {
     /// instructions' definitions (movzx of AH / of DH after BSWAP, then the LEAs).
     #[test]
     fn table_index_matches_the_sequence_and_spreads_8k_strides() {
-        for eip in [0u32, 1, 0x1FFF, 0x2000, 0x0816_F71E, 0x0817_371E, 0xC600_0000, u32::MAX] {
+        for eip in [0u32, 1, 0x1FFF, 0x2000, 0x0816_F71E, 0x0817_371E, 0xC600_0000, 0xC17F_FFFF, u32::MAX] {
             let ecx = (eip >> 8) & 0xFF;
             let edx = (eip.swap_bytes() >> 8) & 0xFF;
             let ecx = ecx.wrapping_add(edx.wrapping_mul(4));
             let ecx = eip.wrapping_add(ecx);
-            let ecx = ecx.wrapping_mul(16) & 0xFFFF;
-            assert_eq!(ecx / 16, table_index(eip), "{eip:#x}");
+            let small = ecx.wrapping_mul(16) & 0xFFFF;
+            assert_eq!(small / 16, table_index(eip, SMALL_SETS), "{eip:#x}");
+            let big = (ecx.wrapping_mul(8) & 0xFFFF) * 2;
+            assert_eq!(big / 16, table_index(eip, BIG_SETS), "{eip:#x}");
         }
         // Return addresses 16 KiB apart (seen in busybox) no longer share a slot.
-        assert_ne!(table_index(0x0816_F71E), table_index(0x0817_371E));
-        let slots: std::collections::HashSet<u32> = (0..8).map(|k| table_index(0x0810_0123 + k * 0x2000)).collect();
+        assert_ne!(table_index(0x0816_F71E, SMALL_SETS), table_index(0x0817_371E, SMALL_SETS));
+        let slots: std::collections::HashSet<u32> = (0..8).map(|k| table_index(0x0810_0123 + k * 0x2000, SMALL_SETS)).collect();
         assert_eq!(slots.len(), 8);
-        for i in 0..TABLE_SETS as u32 {
-            assert_ne!(table_index(never_matches(i)), i);
+        for sets in [SMALL_SETS, BIG_SETS] {
+            for i in 0..sets {
+                assert_ne!(table_index(never_matches(i, sets), sets), i);
+            }
         }
+    }
+
+    /// A CPL0 block's lookup indexes the kernel context's 8192-set table: the 16-bit
+    /// truncation comes between the two scalings, and the table is that large.
+    #[test]
+    fn kernel_lookups_use_the_big_table() {
+        let mut tc = vec![0u8; 4 << 20];
+        let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
+        let key = Key { lin: 0xC100_0000, cs_base: 0, cs_limit: 0xFFFF_FFFF, cpl: 0, fpu: 4, fs_fold: None, gs_fold: None };
+        let h = t.translate(&mut tc, key, |_, b| {
+            b[0] = 0xC3; // ret
+            1
+        }).unwrap();
+        let off = (h - 0x1000_0000) as usize;
+        let mut d = Decoder::with_ip(32, &tc[off..off + 100], h as u64, DecoderOptions::NONE);
+        let text: Vec<String> = (0..14).map(|_| format!("{}", d.decode())).collect();
+        assert_eq!(&text[10..13], &["lea ecx,[ecx*8]", "movzx ecx,cx", "lea ecx,[ecx+ecx]"], "{text:?}");
+        let table = t.tables[&key.context()];
+        assert_eq!(t.size - table, BIG_SETS as usize * 16, "the first table is allocated at the end");
+        let user = Key { cpl: 3, ..key };
+        let ut = t.table_for(&mut tc, &user);
+        assert_eq!(table - ut, SMALL_SETS as usize * 16);
     }
 
     /// Two targets of one set both stay in the table; a third replaces one of them; a
@@ -2042,16 +2093,16 @@ mod tests {
         let key = |eip: u32| Key { lin: eip, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, fs_fold: None, gs_fold: None };
         let base = t.table_for(&mut tc, &key(0));
         let a = 0x0816_F71E;
-        let mut same = (a + 1..).filter(|&e| table_index(e) == table_index(a));
+        let mut same = (a + 1..).filter(|&e| table_index(e, SMALL_SETS) == table_index(a, SMALL_SETS));
         let (b, c) = (same.next().unwrap(), same.next().unwrap());
         let word = |tc: &[u8], e: usize| u32::from_le_bytes(tc[e..e + 4].try_into().unwrap());
         let present = |tc: &[u8], eip: u32| {
-            let set = base + table_index(eip) as usize * 16;
+            let set = base + table_index(eip, SMALL_SETS) as usize * 16;
             [set, set + 8].into_iter().find(|&e| word(tc, e) == eip.wrapping_neg()).map(|e| word(tc, e + 4))
         };
         assert_eq!(present(&tc, a), None);
-        let (ea, _) = t.fill_entry(&mut tc, &key(a), 0x1111).unwrap();
-        let (eb, _) = t.fill_entry(&mut tc, &key(b), 0x2222).unwrap();
+        let (ea, _, _) = t.fill_entry(&mut tc, &key(a), 0x1111).unwrap();
+        let (eb, _, _) = t.fill_entry(&mut tc, &key(b), 0x2222).unwrap();
         assert_ne!(ea, eb);
         assert_eq!((present(&tc, a), present(&tc, b)), (Some(0x1111), Some(0x2222)));
         assert_eq!(t.fill_entry(&mut tc, &key(a), 0x3333).unwrap().0, ea);
