@@ -832,7 +832,8 @@ fn fold_segment(i: &Instruction, key: &Key) -> Option<Vec<u8>> {
     Some(enc.take_buffer())
 }
 
-/// Emits the inline lookup sequence for RET / JMP r/m32 / CALL r/m32 at `tc[at..]`.
+/// Emits the inline lookup sequence for RET / JMP r/m32 / CALL r/m32 at `tc[at..]`, in
+/// the table at host address `table` with `sets` sets (`table_sets`).
 /// It does not touch EFLAGS (POPFD is slow and a table compare needs no flags):
 ///
 /// ```text
@@ -840,7 +841,7 @@ fn fold_segment(i: &Instruction, key: &Key) -> Option<Vec<u8>> {
 ///   push %eax; push %ecx; push %edx   scratch below the guest's ESP (i386 code has no red zone)
 ///   mov <target>, %eax             the guest's return slot or branch operand (ESP-relative
 ///                                  displacements adjusted by the scratch)
-///   movzx/bswap/lea/movzx ... %ecx entry offset = table_index(target) * 8 (no flags)
+///   movzx/bswap/lea/movzx ... %ecx set offset = table_index(target, sets) * 16 (no flags)
 ///   mov %cs:T+4(%ecx),%edx         candidate host address
 ///   mov %cs:T(%ecx),%ecx           -(guest EIP) stored in the entry
 ///   lea (%ecx,%eax),%ecx; jecxz hit   zero iff the entry is for this target
@@ -857,8 +858,7 @@ fn emit_lookup(
     tc: &mut [u8],
     at: usize,
     i: &Instruction,
-    table: u32,
-    sets: u32,
+    (table, sets): (u32, u32),
     insns: &mut Vec<(usize, u32, Scratch)>,
     stubs: &mut Vec<(usize, SiteKind)>,
     miss: SiteKind,
@@ -1065,7 +1065,7 @@ fn emit_sysexit(tc: &mut [u8], at: usize, i: &Instruction, data: u32, user_table
     let mut jmp = Instruction::with1(iced_x86::Code::Jmp_rm32, Register::EDX).expect("jmp edx");
     jmp.set_ip32(eip);
     let from = insns.len();
-    c = emit_lookup(tc, c, &jmp, user_table, table_sets(3), insns, stubs, SiteKind::SysexitMiss);
+    c = emit_lookup(tc, c, &jmp, (user_table, table_sets(3)), insns, stubs, SiteKind::SysexitMiss);
     for (_, _, s) in insns[from..].iter_mut().filter(|(_, _, s)| s.in_seq) {
         s.done = fs::DONE_SYSEXIT;
     }
@@ -1831,7 +1831,7 @@ impl TCache {
                 Class::Ret | Class::IndirectJmp | Class::IndirectCall => {
                     insns.pop();
                     let agnostic = key.gs_fold.is_none() && key.fs_fold.is_none();
-                    code = emit_lookup(tc, code, &i, table, table_sets(key.cpl), &mut insns, &mut stubs, SiteKind::Emulate(Box::new(i), true, agnostic));
+                    code = emit_lookup(tc, code, &i, (table, table_sets(key.cpl)), &mut insns, &mut stubs, SiteKind::Emulate(Box::new(i), true, agnostic));
                     ended = true;
                 }
                 Class::InlineSysenter => {
