@@ -68,7 +68,11 @@ static TSC_ANCHOR: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
 /// Starts the TSC-rate estimate: call once when the VM is created, long before the guest
 /// programs a TSC deadline.
 pub fn start_tsc_clock() {
-    TSC_ANCHOR.get_or_init(|| (crate::rdtsc(), now_ns()));
+    tsc_anchor();
+}
+
+fn tsc_anchor() -> (u64, u64) {
+    *TSC_ANCHOR.get_or_init(|| (crate::rdtsc(), now_ns()))
 }
 
 /// Nanoseconds the host TSC takes to advance by `delta` ticks (rounded up: a TSC deadline
@@ -77,7 +81,7 @@ pub fn start_tsc_clock() {
 /// it is not, so the estimate is never worse than about 1e-4.
 pub fn tsc_delta_ns(delta: u64) -> u64 {
     const MIN_NS: u64 = 1_000_000;
-    let (t0, n0) = *TSC_ANCHOR.get_or_init(|| (crate::rdtsc(), now_ns()));
+    let (t0, n0) = tsc_anchor();
     let (mut t1, mut n1) = (crate::rdtsc(), now_ns());
     while n1.saturating_sub(n0) < MIN_NS {
         std::hint::spin_loop();

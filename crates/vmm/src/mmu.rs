@@ -126,8 +126,8 @@ pub struct MmuStats {
     /// Host calls mapping more than one page at a fault, and the pages they mapped.
     pub runs: u64,
     pub run_pages: u64,
-    /// Times every current mapping was dropped (global TLB flush: CR4.PGE toggled), and
-    /// the mappings that went.
+    /// Times every current mapping was dropped (`drop_current`: a CR4.PGE toggle, or a
+    /// paging-mode change or eviction through `flush`), and the mappings that went.
     pub global_drops: u64,
     pub global_dropped_pages: u64,
 }

@@ -185,7 +185,7 @@ pub struct TCache {
     /// one (`ctx_fold`): undone when the context changes. (rel32 position, previous rel32)
     /// for links; table entry offsets for lookup-table entries.
     ctx_links: Vec<(usize, u32)>,
-    ctx_entries: Vec<(usize, u32, u32)>,
+    ctx_entries: Vec<(usize, u32)>,
     /// The context (shared context, FS/GS folds) those links and entries were made for.
     ctx_owner: Option<(Context, Option<u32>, Option<u32>)>,
     pub stats: TcStats,
@@ -1112,6 +1112,15 @@ impl TCache {
         Ok(path)
     }
 
+    /// Appends a line to the perf map, if one is being written (a failed write only loses
+    /// profiling symbols).
+    fn perf_line(&mut self, line: std::fmt::Arguments) {
+        if let Some(w) = self.perf_map.as_mut() {
+            use std::io::Write;
+            let _ = w.write_fmt(line);
+        }
+    }
+
     /// Writes out the buffered perf-map lines.
     pub fn flush_perf_map(&mut self) {
         if let Some(w) = self.perf_map.as_mut() {
@@ -1147,9 +1156,8 @@ impl TCache {
 
     /// Drops every translation (TC full, or a global change).
     pub fn flush(&mut self) {
-        if let Some(w) = self.perf_map.as_mut() {
-            use std::io::Write;
-            let _ = writeln!(w, "# flush {}", ringfold_host::timer::now_ns());
+        if self.perf_map.is_some() {
+            self.perf_line(format_args!("# flush {}\n", ringfold_host::timer::now_ns()));
         }
         self.top = DATA_BYTES;
         self.tables_bottom = self.size;
@@ -1289,11 +1297,12 @@ impl TCache {
     }
 
     fn undo_ctx(&mut self, tc: &mut [u8]) {
-        self.ctx_owner = None;
+        // The entries are in the table of the owner's shared context.
+        let sets = self.ctx_owner.take().map_or(SMALL_SETS, |(ctx, _, _)| table_sets(ctx.2));
         for (pos, rel) in std::mem::take(&mut self.ctx_links) {
             self.write_rel32(tc, pos, rel);
         }
-        for (e, i, sets) in std::mem::take(&mut self.ctx_entries) {
+        for (e, i) in std::mem::take(&mut self.ctx_entries) {
             clear_entry(tc, e, i, sets);
         }
     }
@@ -1327,7 +1336,7 @@ impl TCache {
     /// entry's TC offset and set. An entry for the same EIP is overwritten, else a free
     /// way, else the ways take turns. Entries never move: a context-only entry recorded by
     /// `fill_table_ctx` stays where `undo_ctx` will clear it.
-    fn fill_entry(&mut self, tc: &mut [u8], key: &Key, host: u32) -> Option<(usize, u32, u32)> {
+    fn fill_entry(&mut self, tc: &mut [u8], key: &Key, host: u32) -> Option<(usize, u32)> {
         let t = *self.tables.get(&key.context())?;
         let sets = table_sets(key.cpl);
         let i = table_index(key.eip(), sets);
@@ -1348,7 +1357,7 @@ impl TCache {
             set + 8 * self.victim as usize
         };
         set_entry(tc, e, key.eip(), host);
-        Some((e, i, sets))
+        Some((e, i))
     }
 
     /// Emits a 32-bit `ljmp 0x33:stub64` at `tc[at..]` plus the 64-bit stub at `stub_at`.
@@ -1936,11 +1945,7 @@ impl TCache {
         self.blocks.push(Block { key, start, end, lin_end, insns, live: true, suspended: false, entry: None });
         self.by_start.insert(start, block_index);
         self.map.insert(key, start);
-        if let Some(w) = self.perf_map.as_mut() {
-            use std::io::Write;
-            // A failed write only loses profiling symbols.
-            let _ = writeln!(w, "{:x} {:x} guest:{:08x}", self.host_base as usize + start, tail - start, key.lin);
-        }
+        self.perf_line(format_args!("{:x} {:x} guest:{:08x}\n", self.host_base as usize + start, tail - start, key.lin));
         Ok(self.host_base + start as u32)
     }
 }
@@ -2101,8 +2106,8 @@ mod tests {
             [set, set + 8].into_iter().find(|&e| word(tc, e) == eip.wrapping_neg()).map(|e| word(tc, e + 4))
         };
         assert_eq!(present(&tc, a), None);
-        let (ea, _, _) = t.fill_entry(&mut tc, &key(a), 0x1111).unwrap();
-        let (eb, _, _) = t.fill_entry(&mut tc, &key(b), 0x2222).unwrap();
+        let (ea, _) = t.fill_entry(&mut tc, &key(a), 0x1111).unwrap();
+        let (eb, _) = t.fill_entry(&mut tc, &key(b), 0x2222).unwrap();
         assert_ne!(ea, eb);
         assert_eq!((present(&tc, a), present(&tc, b)), (Some(0x1111), Some(0x2222)));
         assert_eq!(t.fill_entry(&mut tc, &key(a), 0x3333).unwrap().0, ea);
