@@ -345,26 +345,29 @@ impl<M: Memory> Machine<M> {
     /// returns how many bytes could be fetched before a fetch fault. No side effect on
     /// CR2: the translator prefetches beyond what may execute.
     pub fn fetch_bytes(&mut self, lin: u32, buf: &mut [u8]) -> usize {
-        let user = self.user();
-        let paged = self.cpu.cr0 & cr0::PG != 0;
         let mut n = 0;
         while n < buf.len() {
             let l = lin.wrapping_add(n as u32);
             let chunk = (4096 - (l & 0xFFF) as usize).min(buf.len() - n);
-            let pa = if paged {
-                match self.walk(l, paging::Access { write: false, user, fetch: true }) {
-                    Ok(t) if t.pa < 1 << 32 => t.pa as u32,
-                    Ok(_) => UNASSIGNED_PA,
-                    Err(_) => break,
-                }
-            } else {
-                l
-            };
+            let Some(pa) = self.fetch_pa(l) else { break };
             let dst = &mut buf[n..n + chunk];
             if pa == UNASSIGNED_PA { dst.fill(0xFF) } else { self.mem.read(pa, dst) }
             n += chunk;
         }
         n
+    }
+
+    /// The guest-physical address of code byte `lin` for a fetch at the current CPL
+    /// (`UNASSIGNED_PA` above 4 GiB); None if the fetch faults.
+    pub fn fetch_pa(&mut self, lin: u32) -> Option<u32> {
+        if self.cpu.cr0 & cr0::PG == 0 {
+            return Some(lin);
+        }
+        match self.walk(lin, paging::Access { write: false, user: self.user(), fetch: true }) {
+            Ok(t) if t.pa < 1 << 32 => Some(t.pa as u32),
+            Ok(_) => Some(UNASSIGNED_PA),
+            Err(_) => None,
+        }
     }
 
     // ----- segmented memory -----

@@ -1,7 +1,7 @@
 //! The run loop: translate, enter the guest through the host layer, handle exits.
 
 use crate::cpu::{cr0, cr4, Cpu, SegReg, Sreg};
-use crate::machine::{Fault, Machine, Memory, Platform, Stop, TlbEvent};
+use crate::machine::{Fault, Machine, Memory, Platform, Stop, TlbEvent, UNASSIGNED_PA};
 use crate::mmu::{HostMapper, ShadowMmu};
 use crate::translate::{Key, SiteKind, TCache, TranslateError, FAST_RECORD, SEG_REV, SEG_TABLE, USER_SEL};
 use crate::{fastsys, segcache};
@@ -842,18 +842,39 @@ impl Vm {
                 return Ok(h);
             }
         }
-        // Prefetch the rest of the page plus one straddling instruction.
-        let mut buf = vec![0u8; 4096 - (key.lin & 0xFFF) as usize + 16];
-        let valid = self.m.fetch_bytes(key.lin, &mut buf);
+        // The block may use the rest of the page plus one straddling instruction: both
+        // pages are walked once, and the bytes read straight from RAM.
+        let first = 4096 - (key.lin & 0xFFF) as usize;
+        let pas = match self.m.fetch_pa(key.lin) {
+            None => [None, None],
+            Some(p0) => [Some(p0), self.m.fetch_pa(key.lin.wrapping_add(first as u32))],
+        };
+        let valid = match pas {
+            [None, _] => 0,
+            [Some(_), None] => first,
+            _ => first + 16,
+        };
         let flushes = self.tc.stats.flushes;
-        let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+        let (tc, ram) = self.m.mem.host.space_mut().tc_and_ram();
         let fetch = |lin: u32, out: &mut [u8]| {
             let off = lin.wrapping_sub(key.lin) as usize;
             if off >= valid {
                 return 0;
             }
             let n = (valid - off).min(out.len());
-            out[..n].copy_from_slice(&buf[off..off + n]);
+            // Split at the page boundary; bytes outside RAM read as 0xFF (as fetch_bytes).
+            let mut k = 0;
+            while k < n {
+                let o = off + k;
+                // Inside one page: the page's physical address plus the offset in it.
+                let (pa, at, len) = if o < first { (pas[0], o, (first - o).min(n - k)) } else { (pas[1], o - first, n - k) };
+                let dst = &mut out[k..k + len];
+                match pa.filter(|&p| p != UNASSIGNED_PA).and_then(|p| ram.get(p as usize + at..p as usize + at + len)) {
+                    Some(src) => dst.copy_from_slice(src),
+                    None => dst.fill(0xFF),
+                }
+                k += len;
+            }
             n
         };
         let r = if once { self.tc.translate_once(tc, key, fetch) } else { self.tc.translate(tc, key, fetch) };
