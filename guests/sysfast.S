@@ -81,7 +81,9 @@
 # structures are supervisor pages below 2 GiB, so ringfold keeps SYSEXIT
 # interpreted there (a supervisor page mapped below the user segments' reach
 # disables the inline path); sections 1p and 3 check the interpreted path,
-# the paging-off sections and Linux the inline one.
+# the paging-off sections and Linux the inline one.  sysexit_trunc.S checks
+# DPL0 data segments after an inline SYSEXIT (every supervisor page above
+# 2 GiB, user segments truncated).
         .include "rf.inc"
         .include "paging.inc"
 
