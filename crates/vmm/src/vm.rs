@@ -1759,7 +1759,11 @@ impl Vm {
             // to a supervisor page is a guest #PF).
             if self.m.mem.host_paged {
                 let user = self.m.cpu.cpl == 3;
-                for l in [lin, lin.wrapping_add(size.max(1) - 1)] {
+                // An access that crosses into a faulting page reports that page's first
+                // byte in CR2 (as hardware and QEMU do), not the access's last byte.
+                let last = lin.wrapping_add(size.max(1) - 1);
+                let second = (last >> 12 != lin >> 12).then_some(last & !0xFFF);
+                for l in std::iter::once(lin).chain(second) {
                     if let Err(fault) = self.m.translate(l, write, user, false) {
                         return self.m.raise(fault);
                     }
