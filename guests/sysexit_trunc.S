@@ -124,22 +124,10 @@
 # SAFE_CALL fn, "desc": call fn (a loop at CPL3) under TRY; an exception
 # sx_hook does not resume ends it and fails the check.
         .macro SAFE_CALL fn, desc
-        movl $RF_NONE, safe_vec
-        TRY .Lsc_f\@
-        call \fn
-        ENDTRY
-        jmp .Lsc_d\@
-.Lsc_f\@:
-        movl rf_x_vec, %eax
-        movl %eax, safe_vec
-        movl rf_x_err, %eax
-        movl %eax, safe_err
-        movl rf_x_eip, %eax
-        movl %eax, safe_eip
-.Lsc_d\@:
+        TRY_CALL \fn
         movl $0, SX_RESUME
-        CHECK_EQ safe_vec, $RF_NONE, "\desc: no unexpected exception"
-        call safe_note
+        CHECK_EQ rf_tc_vec, $RF_NONE, "\desc: no unexpected exception"
+        call rf_tc_note
         .endm
 
 # BAD ctr: count a mismatch (any CPL, any DS: SS-relative)
@@ -478,19 +466,6 @@ sx_report:
 2:      popal
         ret $4
 
-# safe_note: details of an unexpected exception caught by SAFE_CALL
-safe_note:
-        cmpl $RF_NONE, safe_vec
-        je 1f
-        PUTS "# unexpected exception: vec="
-        PUTHEX safe_vec
-        PUTS " err="
-        PUTHEX safe_err
-        PUTS " eip="
-        PUTHEX safe_eip
-        call rf_nl
-1:      ret
-
 # sx_hook (rf_hook): CR2 on #PF; while SX_RESUME != 0, a #PF from CPL3 is
 # recorded in PF_* and the user resumes at SX_RESUME (IRET, which nulls a
 # DPL0 DS/ES/FS/GS).  Anything else: the framework's decision (TRY).
@@ -526,9 +501,6 @@ sx_hook:
 sx_image_end:   .long _rf_image_end
 SX_RESUME:      .long 0
 PF_CR2:         .long 0
-safe_vec:       .long 0
-safe_err:       .long 0
-safe_eip:       .long 0
 
         .bss
         .balign 4

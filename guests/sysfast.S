@@ -236,23 +236,11 @@
 # SAFE_CALL fn, "desc": call fn (which runs a loop, usually at CPL3) under
 # TRY; an exception that sf_hook does not resume ends it and fails the check.
         .macro SAFE_CALL fn, desc
-        movl $RF_NONE, safe_vec
-        TRY .Lsc_f\@
-        call \fn
-        ENDTRY
-        jmp .Lsc_d\@
-.Lsc_f\@:
-        movl rf_x_vec, %eax
-        movl %eax, safe_vec
-        movl rf_x_err, %eax
-        movl %eax, safe_err
-        movl rf_x_eip, %eax
-        movl %eax, safe_eip
-.Lsc_d\@:
+        TRY_CALL \fn
         movl $0, SF_RESUME
         movl $0, k_in
-        CHECK_EQ safe_vec, $RF_NONE, "\desc: no unexpected exception"
-        call safe_note
+        CHECK_EQ rf_tc_vec, $RF_NONE, "\desc: no unexpected exception"
+        call rf_tc_note
         .endm
 
 # RT_REPORT "name", opts: the checks of one round-trip loop
@@ -737,19 +725,6 @@ rt_first:
         call rf_nl
 1:      popal
         ret $4
-
-# safe_note: details of an unexpected exception caught by SAFE_CALL
-safe_note:
-        cmpl $RF_NONE, safe_vec
-        je 1f
-        PUTS "# unexpected exception: vec="
-        PUTHEX safe_vec
-        PUTS " err="
-        PUTHEX safe_err
-        PUTS " eip="
-        PUTHEX safe_eip
-        call rf_nl
-1:      ret
 
 # irq_note: where the first interrupt taken at CPL0 (if any) landed
 irq_note:
@@ -1415,9 +1390,6 @@ k_segset:       .long 0x33, 0x3b, 0x43, 0x4b
 k_gs_pick:      .long 0, 1, 1, 0
 k_c2a:          .long K_C2A
 k_c3a:          .long K_C3A
-safe_vec:       .long 0
-safe_err:       .long 0
-safe_eip:       .long 0
 
         .bss
         .balign 4096
