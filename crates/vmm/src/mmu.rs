@@ -97,6 +97,11 @@ const MAX_SAVED_SPACES: usize = 16;
 const MAX_SAVED_PAGES: usize = 65536;
 /// Paging-structure snapshots kept at most before everything is dropped (4 KiB each).
 const MAX_TABLES: usize = 8192;
+/// Hot (writable, compared at every switch) paging structures at most, and the switches in
+/// a row without a change after which one is write-protected again.
+const MAX_HOT: usize = 16;
+const HOT_QUIET: u8 = 8;
+const HOT_RECENT: u64 = 4;
 
 /// The non-global mappings of an address space that is not current.
 struct Saved {
@@ -155,6 +160,15 @@ pub struct ShadowMmu {
     snapshots: HashMap<u32, Box<[u8; 4096]>>,
     /// Paging structures written since their snapshot (compared at the next switch).
     unsynced: HashSet<u32>,
+    /// Paging structures written again and again (`HOT_RECENT`): left writable
+    /// and compared at every switch instead of faulting on each first write, with the
+    /// number of switches in a row they were found unchanged. Linux's text_poke writes the
+    /// same PTE of its temporary mm twice per patch (15.9k switches in a boot). The second
+    /// count: switches in a row at which no mapping came from it (reset by a walk through it).
+    hot: HashMap<u32, (u8, u8)>,
+    /// Structures written lately that are not hot, with the resync (`epoch`) that found it.
+    written_recent: HashMap<u32, u64>,
+    epoch: u64,
     /// PAE entries are 8 bytes (which entry of a table a mapping used).
     pae: bool,
     /// The current address space (CR3 with the bits that do not select tables cleared).
@@ -249,6 +263,9 @@ impl ShadowMmu {
             by_table: HashMap::default(),
             snapshots: HashMap::default(),
             unsynced: HashSet::default(),
+            hot: HashMap::default(),
+            written_recent: HashMap::default(),
+            epoch: 0,
             pae: false,
             space: 0,
             saved: HashMap::default(),
@@ -352,6 +369,9 @@ impl ShadowMmu {
             if !self.snapshots.contains_key(&tp) {
                 self.snapshot(h, tp);
             } else if self.unsynced.contains(&tp) {
+                if let Some(e) = self.hot.get_mut(&tp) {
+                    e.1 = 0;
+                }
                 self.refresh_entry(h, tp, entry_offset(lv, lin_page, self.pae, cr3));
             }
         }
@@ -511,6 +531,8 @@ impl ShadowMmu {
         self.drop_current(h);
         self.snapshots.clear();
         self.unsynced.clear();
+        self.hot.clear();
+        self.written_recent.clear();
         self.saved.clear();
         self.saved_pages = 0;
     }
@@ -531,23 +553,51 @@ impl ShadowMmu {
         let written: Vec<u32> = self.unsynced.drain().collect();
         let n = self.entry_bytes();
         let mut now = [0u8; 4096];
+        self.epoch += 1;
         for tp in written {
             let Some(snap) = self.snapshots.get(&tp) else { continue };
             h.read_phys(tp << 12, &mut now);
-            if now[..] != snap[..] {
+            let differs = now[..] != snap[..];
+            if differs {
                 let changed = changed_entries(&snap[..], &now, n);
                 self.drop_dependents(h, tp, &|off| changed[off / n / 64] & (1 << (off / n % 64)) != 0);
             }
-            if self.derives_anything(tp) {
-                self.snapshot(h, tp);
-            } else {
-                // No mapping, current or saved, comes from it any more (a freed page
-                // table, reused as a kernel stack say): stop protecting it, or every
-                // write to it would fault again after each switch.
-                self.snapshots.remove(&tp);
-                self.by_table.remove(&tp);
-                self.reprotect_phys(h, tp);
+            // A hot structure stays writable (and unsynced) until it has been unchanged, or
+            // has had nothing derived from it, for HOT_QUIET switches in a row; one written
+            // again within HOT_RECENT switches becomes hot.
+            let derives = self.derives_anything(tp);
+            let state = match self.hot.get(&tp) {
+                Some(&(q, i)) => Some((if differs { 0 } else { q + 1 }, if derives { 0 } else { i + 1 })),
+                None if self.written_recent.get(&tp).is_some_and(|&e| self.epoch - e <= HOT_RECENT) && self.hot.len() < MAX_HOT => Some((0, 0)),
+                None => None,
+            };
+            match state {
+                Some((q, i)) if q < HOT_QUIET && i < HOT_QUIET => {
+                    self.hot.insert(tp, (q, i));
+                    if let Some(snap) = self.snapshots.get_mut(&tp) {
+                        snap.copy_from_slice(&now);
+                    }
+                    self.unsynced.insert(tp);
+                }
+                _ => {
+                    self.hot.remove(&tp);
+                    self.written_recent.insert(tp, self.epoch);
+                    if derives {
+                        self.snapshot(h, tp);
+                    } else {
+                        // No mapping, current or saved, comes from it any more (a freed page
+                        // table, reused as a kernel stack say): stop protecting it, or every
+                        // write to it would fault again after each switch.
+                        self.snapshots.remove(&tp);
+                        self.by_table.remove(&tp);
+                        self.reprotect_phys(h, tp);
+                    }
+                }
             }
+        }
+        if self.written_recent.len() > 4 * MAX_HOT {
+            let epoch = self.epoch;
+            self.written_recent.retain(|_, e| epoch - *e <= HOT_RECENT);
         }
     }
 
@@ -1077,6 +1127,70 @@ mod tests {
         assert!(!s.is_protected_table(2));
         assert_eq!(h.mapped[&0xC0002], (2, true), "writable for good");
         assert!(s.is_protected_table(1), "0xC0002 still comes from page directory 1");
+    }
+
+    /// A page table written again within HOT_RECENT switches stays writable (no fault per
+    /// write), its changes are still found at every switch, and it is protected again
+    /// after HOT_QUIET switches without a change.
+    #[test]
+    fn a_table_written_again_and_again_stays_writable_and_compared() {
+        let (mut s, mut h) = (ShadowMmu::new(0xFF00_0000), Rec::default());
+        s.set_space(0x1000, false);
+        h.poke(2, pte_off(0x400), 0x5067);
+        h.poke(2, pte_off(0x401), 0x6067);
+        let t = [NO_TABLE, 0x1000, 0x2000];
+        s.install(&mut h, 0xC0002, &tr(0x2000, true, false, true, [NO_TABLE, 0x1000, 0x3000]), true, false);
+        s.install(&mut h, 0x400, &tr(0x5000, true, true, true, t), true, false);
+        s.install(&mut h, 0x401, &tr(0x6000, true, true, true, t), true, false);
+        // First epoch with a write: compared and protected again, as before.
+        s.table_written(&mut h, 2);
+        s.switch_space(&mut h, 0x1000);
+        assert!(s.is_protected_table(2));
+        // Written again two switches later: now hot, writable across the switch.
+        s.switch_space(&mut h, 0x1000);
+        s.table_written(&mut h, 2);
+        s.switch_space(&mut h, 0x1000);
+        assert!(!s.is_protected_table(2) && s.is_table(2));
+        assert_eq!(h.mapped[&0xC0002], (2, true), "no fault on the next writes");
+        // A write without a fault is still found at the next switch.
+        h.poke(2, pte_off(0x401), 0x7067);
+        assert_eq!(s.switch_space(&mut h, 0x1000), vec![0x401]);
+        assert!(h.mapped.contains_key(&0x400) && !h.mapped.contains_key(&0x401));
+        // Quiet for HOT_QUIET switches: protected again; the next write faults as usual.
+        for _ in 0..HOT_QUIET {
+            assert!(!s.is_protected_table(2));
+            s.switch_space(&mut h, 0x1000);
+        }
+        assert!(s.is_protected_table(2));
+        assert_eq!(h.mapped[&0xC0002], (2, false));
+        h.poke(2, pte_off(0x400), 0x8067);
+        s.table_written(&mut h, 2);
+        assert_eq!(s.switch_space(&mut h, 0x1000), vec![0x400]);
+    }
+
+    /// Linux's text_poke: the PTE of its temporary mapping is set, used, cleared (nothing
+    /// derives from the table then) and set again for the next patch. The table becomes hot
+    /// and stays tracked while nothing derives from it between patches.
+    #[test]
+    fn a_table_set_and_cleared_for_each_use_becomes_hot() {
+        let (mut s, mut h) = (ShadowMmu::new(0xFF00_0000), Rec::default());
+        s.set_space(0x1000, false);
+        let t = [NO_TABLE, 0x1000, 0x2000];
+        for round in 0..4u32 {
+            h.poke(2, pte_off(0x400), 0x5067 + (round << 12));
+            s.install(&mut h, 0x400, &tr(0x5000 + (round as u64) * 0x1000, true, true, true, t), true, false);
+            if round < 2 {
+                // Not hot yet: the clear faults.
+                assert!(s.is_protected_table(2), "round {round}");
+                s.table_written(&mut h, 2);
+            } else {
+                assert!(!s.is_protected_table(2), "round {round}: hot, no fault");
+            }
+            h.poke(2, pte_off(0x400), 0);
+            assert_eq!(s.switch_space(&mut h, 0x1000), vec![0x400], "round {round}");
+            assert!(!h.mapped.contains_key(&0x400));
+        }
+        assert!(s.is_table(2));
     }
 
     #[test]
