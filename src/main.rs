@@ -10,6 +10,8 @@ use ringfold_host::layout::MONITOR_START;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod kernel_cache;
+
 /// Exit statuses of `ringfold run` besides the guest's own (odd values from the exit device).
 mod status {
     pub const SETUP: u8 = 66;
@@ -71,6 +73,14 @@ struct RunArgs {
     /// (profiling; boot with `nokaslr` to match addresses with the guest's /proc/kallsyms).
     #[arg(long)]
     perf_map: bool,
+    /// Boot a bzImage through its own decompressor, run in the guest, instead of inflating
+    /// its XZ payload on the host (cached for later boots) and entering the kernel directly.
+    #[arg(long)]
+    guest_decompress: bool,
+    /// Do not read or write the cache of decompressed kernels ($RINGFOLD_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/ringfold, else ~/.cache/ringfold).
+    #[arg(long)]
+    no_kernel_cache: bool,
     /// Do not install the seccomp filter (debugging only).
     #[arg(long, hide = true)]
     no_seccomp: bool,
@@ -211,8 +221,27 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
         // ringfold's monitor region is; `reservetop` (a standard boot parameter made for
         // hypervisors) moves them below it.
         let cmdline = format!("{} reservetop={}M", a.append, (0x1_0000_0000u64 - MONITOR_START as u64) >> 20);
-        let lb = linux::load_linux(vm.ram_mut(), &kernel, cmdline.trim_start(), initrd.as_deref(), &e820)
-            .with_context(|| format!("cannot load {}", kernel_path.display()))?;
+        let cmdline = cmdline.trim_start();
+        let hdr = linux::parse_setup_header(&kernel).with_context(|| format!("cannot load {}", kernel_path.display()))?;
+        let payload = ringfold_boot::vmlinux::xz_payload(&kernel, hdr.setup_size, hdr.version).filter(|_| !a.guest_decompress);
+        let lb = match payload {
+            // XZ (Debian's kernels): inflated on the host, or taken from the cache.
+            Some((payload, size)) => {
+                let dir = if a.no_kernel_cache { None } else { kernel_cache::cache_dir() };
+                let (image, source) = kernel_cache::decompressed(dir.as_deref(), payload, size)?;
+                use std::hash::BuildHasher;
+                let random = std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now());
+                let r = linux::load_linux_decompressed(vm.ram_mut(), &kernel, &image, random, cmdline, initrd.as_deref(), &e820);
+                if r.is_err() && source == kernel_cache::Source::Cache {
+                    if let Some(d) = &dir {
+                        kernel_cache::forget(d, payload, size);
+                    }
+                }
+                r
+            }
+            None => linux::load_linux(vm.ram_mut(), &kernel, cmdline, initrd.as_deref(), &e820),
+        }
+        .with_context(|| format!("cannot load {}", kernel_path.display()))?;
         if !a.no_apic {
             // Without ACPI tables, the MP table is how Linux learns about the APICs and the
             // ISA IRQ wiring. 0xF0000 is in the BIOS area Linux scans for the floating

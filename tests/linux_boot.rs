@@ -88,6 +88,14 @@ fn debian_686_boots_to_init_without_apic() {
     boot_with("686", "", &["--no-apic"]);
 }
 
+/// The bzImage's own decompressor, run in the guest (every other test boots the kernel
+/// ringfold inflated on the host and placed at a random KASLR slot).
+#[test]
+#[ignore = "needs scripts/fetch-debian-guest.sh downloads"]
+fn debian_686_boots_through_its_own_decompressor() {
+    boot_with("686", "", &["--guest-decompress"]);
+}
+
 /// A kernel panic ends ringfold with status 83 and a message, instead of idling forever
 /// in the panic loop (no init: the kernel cannot mount a root file system).
 #[test]

@@ -35,7 +35,8 @@
 use thiserror::Error;
 
 pub mod linux;
-pub use linux::{default_e820, load_linux, E820Entry, LinuxBoot, LinuxError};
+pub mod vmlinux;
+pub use linux::{default_e820, load_linux, load_linux_decompressed, E820Entry, LinuxBoot, LinuxError};
 
 /// Magic value of the Multiboot header inside the kernel image.
 pub const MULTIBOOT_HEADER_MAGIC: u32 = 0x1BAD_B002;

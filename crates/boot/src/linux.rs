@@ -4,7 +4,9 @@
 //! `Documentation/arch/x86/boot.rst` for protocol versions 2.04 and later,
 //! entering the kernel through the *32-bit boot protocol*: the real-mode setup
 //! code is never run, the loader builds the zero page (`struct boot_params`)
-//! itself and jumps to the protected-mode kernel (`code32_start`).
+//! itself and jumps to the protected-mode kernel (`code32_start`), or, given the
+//! decompressed kernel ([`load_linux_decompressed`], [`crate::vmlinux`]), places and
+//! relocates it itself and jumps to its `startup_32`.
 //!
 //! Like the Multiboot loader this is pure logic: guest RAM is a `&mut [u8]`
 //! covering guest-physical `[0, ram.len())`, all structures are written with
@@ -233,6 +235,9 @@ pub struct LinuxBoot {
     pub cmdline_addr: u32,
     /// `(address, size)` of the initrd, if one was loaded.
     pub initrd: Option<(u32, u32)>,
+    /// Where the kernel runs, when the loader placed the decompressed kernel itself
+    /// ([`load_linux_decompressed`]; with KASLR a random slot).
+    pub run_addr: Option<u32>,
     /// Boot protocol version of the kernel (e.g. 0x020F for 2.15).
     pub protocol: u16,
 }
@@ -327,6 +332,8 @@ pub enum LinuxError {
     CmdlineContainsNul,
     #[error("e820 memory map has {count} entries, the zero page holds at most 128")]
     TooManyE820Entries { count: usize },
+    #[error("decompressed kernel: {0}")]
+    Vmlinux(#[from] crate::vmlinux::VmlinuxError),
 }
 
 fn not_bzimage(reason: impl Into<String>) -> LinuxError {
@@ -468,6 +475,10 @@ struct Plan {
     cmdline_max: usize,
     initrd_addr: Option<u64>,
     alt_mem_k: u32,
+    /// Where the kernel runs after decompression (`[runtime_start, runtime_end)`).
+    runtime: (u64, u64),
+    /// e820 RAM ranges (or all of RAM without a map).
+    ram_ranges: Vec<(u64, u64)>,
 }
 
 /// Half-open address ranges, sorted and coalesced.
@@ -619,20 +630,19 @@ fn plan(
     }
 
     // --- Initrd -------------------------------------------------------------
+    let ram_ranges: Vec<(u64, u64)> = if e820.is_empty() {
+        vec![(0, ram_size)]
+    } else {
+        normalize(e820.iter().filter(|e| e.typ == E820_RAM).map(|e| (e.addr, e.end().min(ram_size))).collect())
+    };
     let initrd_addr = match initrd {
         Some(data) if !data.is_empty() => {
             let size = data.len() as u64;
             let limit = (u64::from(hdr.initrd_addr_max) + 1).min(ram_size);
-            let ram: Vec<(u64, u64)> = if e820.is_empty() {
-                vec![(0, ram_size)]
-            } else {
-                e820.iter()
-                    .filter(|e| e.typ == E820_RAM)
-                    .map(|e| (e.addr, e.end()))
-                    .collect()
-            };
             let mut free = normalize(
-                ram.into_iter()
+                ram_ranges
+                    .iter()
+                    .copied()
                     .map(|(s, e)| (s.max(load), e.min(limit)))
                     .collect(),
             );
@@ -659,6 +669,8 @@ fn plan(
         cmdline_max,
         initrd_addr,
         alt_mem_k,
+        runtime: (runtime_start, runtime_end),
+        ram_ranges,
     })
 }
 
@@ -678,6 +690,101 @@ pub fn load_linux(
     e820: &[E820Entry],
 ) -> Result<LinuxBoot, LinuxError> {
     let p = plan(ram.len() as u64, bzimage, cmdline, initrd, e820)?;
+    write_boot_data(ram, &p, bzimage, cmdline, initrd, e820, 0);
+    let hdr = &p.hdr;
+    if let Some(pm) = bzimage.get(hdr.setup_size..) {
+        debug_assert_eq!(pm.len() as u64, p.kernel_len);
+        Ram(ram).put_bytes(u64::from(KERNEL_LOAD_ADDR), pm);
+    }
+    Ok(LinuxBoot {
+        entry: hdr.code32_start,
+        esi: ZERO_PAGE_ADDR,
+        zero_page: ZERO_PAGE_ADDR,
+        cmdline_addr: CMDLINE_ADDR,
+        initrd: p.initrd_addr.zip(initrd).map(|(a, d)| (a as u32, d.len() as u32)),
+        protocol: hdr.version,
+        run_addr: None,
+    })
+}
+
+/// The highest address a 32-bit kernel may run at (`KERNEL_IMAGE_SIZE` on i386).
+const KASLR_LIMIT: u64 = 512 * MIB;
+
+/// Like [`load_linux`], but for a bzImage whose compressed payload the caller has
+/// already inflated (`image`: `vmlinux.bin.all`, see [`crate::vmlinux`]): the kernel is
+/// placed and relocated here and entered at its own `startup_32`, as the bzImage's
+/// decompressor would do. Unless the command line says `nokaslr` (or the kernel is not
+/// relocatable), the run address is a `kernel_alignment` slot chosen with `random` among
+/// those clear of everything else, and `loadflags` gets `KASLR_FLAG`, as with the
+/// decompressor's KASLR. Guest RAM is untouched on error.
+pub fn load_linux_decompressed(
+    ram: &mut [u8],
+    bzimage: &[u8],
+    image: &[u8],
+    random: u64,
+    cmdline: &str,
+    initrd: Option<&[u8]>,
+    e820: &[E820Entry],
+) -> Result<LinuxBoot, LinuxError> {
+    let p = plan(ram.len() as u64, bzimage, cmdline, initrd, e820)?;
+    let hdr = &p.hdr;
+    let v = crate::vmlinux::parse_vmlinux(image, hdr.relocatable_kernel)?;
+    if u64::from(v.link_base) != hdr.pref_address {
+        return Err(LinuxError::InvalidHeader {
+            field: "pref_address",
+            value: hdr.pref_address,
+            reason: "differs from the address the decompressed kernel is linked at",
+        });
+    }
+    let need = u64::from(hdr.init_size).max(u64::from(v.mem_end - v.link_base));
+    let (start, end) = (p.runtime.0, p.runtime.0 + need);
+    if end > ram.len() as u64 {
+        return Err(LinuxError::KernelDoesNotFit { start, end, ram_size: ram.len() as u64 });
+    }
+    let kaslr = hdr.relocatable_kernel && !v.relocs.is_empty() && !cmdline.split_ascii_whitespace().any(|w| w == "nokaslr");
+    let run = if kaslr {
+        // Clear of the boot data below 1 MiB and of the initrd; the protected-mode part
+        // of the bzImage is not loaded on this path.
+        let mut free = p.ram_ranges.iter().map(|&(s, e)| (s.max(MIB), e)).collect::<Vec<_>>();
+        if let (Some(a), Some(d)) = (p.initrd_addr, initrd) {
+            free = subtract(free, (a, a + d.len() as u64));
+        }
+        let slots = crate::vmlinux::kaslr_slots(&normalize(free), start, u64::from(hdr.kernel_alignment), need, KASLR_LIMIT);
+        if slots.is_empty() {
+            start
+        } else {
+            slots[(random % slots.len() as u64) as usize]
+        }
+    } else {
+        start
+    };
+    // Not relocatable (or no table): only the linked address will do.
+    if run != u64::from(v.link_base) && v.relocs.is_empty() {
+        return Err(LinuxError::InvalidHeader {
+            field: "relocatable_kernel",
+            value: u64::from(hdr.relocatable_kernel),
+            reason: "the kernel must run elsewhere than it is linked but has no relocations",
+        });
+    }
+    // `place` checks every destination before it writes; the boot data goes in after.
+    let entry = v
+        .place(ram, image, run as u32)
+        .ok_or(LinuxError::KernelDoesNotFit { start: run, end: run + need, ram_size: ram.len() as u64 })?;
+    write_boot_data(ram, &p, bzimage, cmdline, initrd, e820, if kaslr { KASLR_FLAG } else { 0 });
+    Ok(LinuxBoot {
+        entry,
+        esi: ZERO_PAGE_ADDR,
+        zero_page: ZERO_PAGE_ADDR,
+        cmdline_addr: CMDLINE_ADDR,
+        initrd: p.initrd_addr.zip(initrd).map(|(a, d)| (a as u32, d.len() as u32)),
+        protocol: hdr.version,
+        run_addr: Some(run as u32),
+    })
+}
+
+/// Writes the boot GDT, the zero page (with `extra_loadflags`), the command line and the
+/// initrd of plan `p`.
+fn write_boot_data(ram: &mut [u8], p: &Plan, bzimage: &[u8], cmdline: &str, initrd: Option<&[u8]>, e820: &[E820Entry], extra_loadflags: u8) {
     debug_assert!(cmdline.len() <= p.cmdline_max);
     let hdr = &p.hdr;
     let mut ram = Ram(ram);
@@ -700,7 +807,7 @@ pub fn load_linux(
     ram.put_u32(f(zp::ALT_MEM_K), p.alt_mem_k);
     ram.put_bytes(f(zp::VID_MODE), &VID_MODE_NORMAL.to_le_bytes());
     ram.put_bytes(f(zp::TYPE_OF_LOADER), &[TYPE_OF_LOADER]);
-    let loadflags = (hdr.loadflags | CAN_USE_HEAP) & !(QUIET_FLAG | KEEP_SEGMENTS | KASLR_FLAG);
+    let loadflags = ((hdr.loadflags | CAN_USE_HEAP) & !(QUIET_FLAG | KEEP_SEGMENTS | KASLR_FLAG)) | extra_loadflags;
     ram.put_bytes(f(zp::LOADFLAGS), &[loadflags]);
     let (rd_addr, rd_size) = match (p.initrd_addr, initrd) {
         (Some(a), Some(d)) => (a as u32, d.len() as u32),
@@ -727,23 +834,9 @@ pub fn load_linux(
     }
 
     ram.put_cstr(u64::from(CMDLINE_ADDR), cmdline);
-
-    if let Some(pm) = bzimage.get(hdr.setup_size..) {
-        debug_assert_eq!(pm.len() as u64, p.kernel_len);
-        ram.put_bytes(u64::from(KERNEL_LOAD_ADDR), pm);
-    }
     if let (Some(a), Some(d)) = (p.initrd_addr, initrd) {
         ram.put_bytes(a, d);
     }
-
-    Ok(LinuxBoot {
-        entry: hdr.code32_start,
-        esi: ZERO_PAGE_ADDR,
-        zero_page: ZERO_PAGE_ADDR,
-        cmdline_addr: CMDLINE_ADDR,
-        initrd: p.initrd_addr.map(|a| (a as u32, rd_size)),
-        protocol: hdr.version,
-    })
 }
 
 #[cfg(test)]
@@ -860,6 +953,59 @@ mod tests {
             f.extend_from_slice(&self.payload);
             f
         }
+    }
+
+    /// The decompressed-kernel path: the kernel runs at 16 MiB with `nokaslr` (nothing
+    /// relocated), at a seed-chosen `kernel_alignment` slot otherwise (relocated, KASLR_FLAG),
+    /// never over the initrd; errors leave RAM untouched.
+    #[test]
+    fn decompressed_kernel_is_placed_relocated_and_randomized() {
+        use crate::vmlinux::tests::{image, RELOCS};
+        let mut hdr = Image::new();
+        hdr.kernel_alignment = 0x100_0000;
+        let bz = hdr.build();
+        let vm = image(&RELOCS);
+        let e820 = default_e820(96 * MB as u64);
+        let initrd = pattern(3 * MB, 5);
+        let word = |ram: &[u8], a: usize| u32::from_le_bytes(ram[a..a + 4].try_into().unwrap());
+
+        let mut ram = vec![0u8; 96 * MB];
+        let b = load_linux_decompressed(&mut ram, &bz, &vm, 1, "nokaslr", Some(&initrd), &e820).unwrap();
+        assert_eq!((b.entry, b.run_addr, b.esi), (0x100_0000, Some(0x100_0000), ZERO_PAGE_ADDR));
+        assert_eq!(word(&ram, 0x100_0010), 0xC100_1008, "not relocated at the link address");
+        assert_eq!(zero_page(&ram)[0x211] & KASLR_FLAG, 0);
+        assert!(ram[0x10_0000..0x20_0000].iter().all(|&v| v == 0), "no decompressor loaded at 1 MiB");
+
+        // 96 MiB of RAM, 3 MiB of initrd at the top, 8 MiB (init_size) per kernel: slots 16,
+        // 32, 48, 64 and 80 MiB (80 + 8 ends below the initrd).
+        let (rd, _) = b.initrd.unwrap();
+        assert!((88 * MB..=93 * MB).contains(&(rd as usize)), "initrd at {rd:#x}");
+        let mut seen = Vec::new();
+        for seed in 0..8u64 {
+            let mut ram = vec![0u8; 96 * MB];
+            let b = load_linux_decompressed(&mut ram, &bz, &vm, seed, "console=ttyS0", Some(&initrd), &e820).unwrap();
+            let run = b.run_addr.unwrap();
+            assert_eq!(run, [0x100_0000, 0x200_0000, 0x300_0000, 0x400_0000, 0x500_0000][(seed % 5) as usize]);
+            assert_eq!(b.entry, run);
+            let delta = run - 0x100_0000;
+            assert_eq!(word(&ram, run as usize + 0x10), 0xC100_1008 + delta);
+            assert_eq!(word(&ram, run as usize + 0x1004), 0xC100_0020 + delta);
+            assert_eq!(zero_page(&ram)[0x211] & KASLR_FLAG, KASLR_FLAG);
+            assert_eq!(&ram[rd as usize..rd as usize + initrd.len()], &initrd[..]);
+            seen.push(run);
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 5);
+
+        // Linked elsewhere than the header says, or a kernel that is not an ELF: errors, RAM
+        // untouched.
+        let mut other = hdr;
+        other.pref_address = 0x200_0000;
+        let mut ram = vec![0u8; 96 * MB];
+        assert!(load_linux_decompressed(&mut ram, &other.build(), &vm, 0, "", None, &e820).is_err());
+        assert!(matches!(load_linux_decompressed(&mut ram, &bz, &vm[1..], 0, "", None, &e820), Err(LinuxError::Vmlinux(_))));
+        assert!(ram.iter().all(|&v| v == 0));
     }
 
     fn rd32(buf: &[u8], off: usize) -> u32 {
@@ -1031,6 +1177,7 @@ mod tests {
                 cmdline_addr: 0x2_0000,
                 initrd: Some((initrd_addr, initrd.len() as u32)),
                 protocol: 0x020F,
+                run_addr: None,
             }
         );
 
