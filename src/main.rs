@@ -231,13 +231,16 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
                 let (image, source) = kernel_cache::decompressed(dir.as_deref(), payload, size)?;
                 use std::hash::BuildHasher;
                 let random = std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now());
-                let r = linux::load_linux_decompressed(vm.ram_mut(), &kernel, &image, random, cmdline, initrd.as_deref(), &e820);
-                if r.is_err() && source == kernel_cache::Source::Cache {
-                    if let Some(d) = &dir {
+                let mut load = |image: &[u8]| linux::load_linux_decompressed(vm.ram_mut(), &kernel, image, random, cmdline, initrd.as_deref(), &e820);
+                match (load(&image), &dir) {
+                    // A damaged cache entry: forgotten, and the payload inflated again (a
+                    // failed load leaves guest RAM untouched).
+                    (Err(_), Some(d)) if source == kernel_cache::Source::Cache => {
                         kernel_cache::forget(d, payload, size);
+                        load(&kernel_cache::decompressed(dir.as_deref(), payload, size)?.0)
                     }
+                    (r, _) => r,
                 }
-                r
             }
             None => linux::load_linux(vm.ram_mut(), &kernel, cmdline, initrd.as_deref(), &e820),
         }
