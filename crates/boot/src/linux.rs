@@ -766,6 +766,11 @@ pub fn load_linux_decompressed(
             reason: "the kernel must run elsewhere than it is linked but has no relocations",
         });
     }
+    if let (Some(a), Some(d)) = (p.initrd_addr, initrd) {
+        if a < run + need && run < a + d.len() as u64 {
+            return Err(LinuxError::KernelDoesNotFit { start: run, end: run + need, ram_size: ram.len() as u64 });
+        }
+    }
     // `place` checks every destination before it writes; the boot data goes in after.
     let entry = v
         .place(ram, image, run as u32)
