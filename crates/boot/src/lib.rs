@@ -332,7 +332,7 @@ fn parse_header(kernel: &[u8], offset: usize, flags: u32) -> Result<MultibootHea
 
 /// One region to load: `filesz` bytes from the file, then zeroes up to `memsz`.
 #[derive(Debug, Clone, Copy)]
-struct LoadSegment {
+pub(crate) struct LoadSegment {
     paddr: u64,
     file_offset: u64,
     filesz: u64,
@@ -417,6 +417,27 @@ const ELF_PHDR_SIZE: usize = 32;
 const PT_LOAD: u32 = 1;
 
 fn parse_elf(kernel: &[u8]) -> Result<KernelImage, BootError> {
+    let (loads, e_entry) = elf_loads(kernel)?;
+    // The entry point is a virtual address; like other Multiboot loaders translate it
+    // through the first segment that contains it.
+    let e = u64::from(e_entry);
+    let entry = loads
+        .iter()
+        .find(|(s, vaddr)| e >= *vaddr && e < vaddr + s.memsz)
+        .map(|(s, vaddr)| e - vaddr + s.paddr);
+    if loads.is_empty() {
+        return Err(BootError::NoLoadableSegments);
+    }
+    let entry = entry
+        .and_then(|e| u32::try_from(e).ok())
+        .ok_or(BootError::EntryNotInSegment { entry: e_entry })?;
+    Ok(KernelImage { segments: loads.into_iter().map(|(s, _)| s).collect(), entry })
+}
+
+/// The non-empty `PT_LOAD` segments of an ELF32 i386 executable, each with its virtual
+/// address, and `e_entry` (shared by the Multiboot loader and the decompressed Linux
+/// kernel of [`vmlinux`]).
+pub(crate) fn elf_loads(kernel: &[u8]) -> Result<(Vec<(LoadSegment, u64)>, u32), BootError> {
     if kernel.get(0..4) != Some(b"\x7fELF") {
         return Err(BootError::NotElf);
     }
@@ -470,9 +491,7 @@ fn parse_elf(kernel: &[u8]) -> Result<KernelImage, BootError> {
         ));
     }
 
-    let mut segments = Vec::new();
-    // Entry point translated to a physical address, once found.
-    let mut entry = None;
+    let mut loads = Vec::new();
     for index in 0..usize::from(e_phnum) {
         // In bounds: checked against the file length above.
         let base = e_phoff as usize + index * usize::from(e_phentsize);
@@ -504,27 +523,15 @@ fn parse_elf(kernel: &[u8]) -> Result<KernelImage, BootError> {
                 kernel.len(),
             ));
         }
-        // The entry point is a virtual address; like other Multiboot loaders
-        // translate it through the segment that contains it.
-        let (vaddr, memsz) = (u64::from(p_vaddr), u64::from(p_memsz));
-        let e = u64::from(e_entry);
-        if entry.is_none() && e >= vaddr && e < vaddr + memsz {
-            entry = Some(e - vaddr + u64::from(p_paddr));
-        }
-        segments.push(LoadSegment {
+        let segment = LoadSegment {
             paddr: u64::from(p_paddr),
             file_offset: u64::from(p_offset),
             filesz: u64::from(p_filesz),
-            memsz,
-        });
+            memsz: u64::from(p_memsz),
+        };
+        loads.push((segment, u64::from(p_vaddr)));
     }
-    if segments.is_empty() {
-        return Err(BootError::NoLoadableSegments);
-    }
-    let entry = entry
-        .and_then(|e| u32::try_from(e).ok())
-        .ok_or(BootError::EntryNotInSegment { entry: e_entry })?;
-    Ok(KernelImage { segments, entry })
+    Ok((loads, e_entry))
 }
 
 /// Checks that every segment lies in loadable guest RAM and that segments do

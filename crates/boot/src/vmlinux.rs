@@ -32,9 +32,11 @@ pub enum VmlinuxError {
     Xz(String),
     #[error("the payload decompresses to {got} bytes, the size the build appended says {want}")]
     SizeMismatch { got: usize, want: usize },
-    #[error("the decompressed kernel is not a 32-bit x86 ELF executable: {0}")]
+    #[error("the decompressed kernel is not an ELF file: {0}")]
     NotElf(&'static str),
-    #[error("program header {index}: {reason}")]
+    #[error("the decompressed kernel: {0}")]
+    Elf(crate::BootError),
+    #[error("loadable segment {index}: {reason}")]
     BadSegment { index: usize, reason: &'static str },
     #[error("the decompressed kernel has no loadable segment")]
     NoSegments,
@@ -118,49 +120,25 @@ pub struct Vmlinux {
     pub relocs: Vec<u32>,
 }
 
-const PT_LOAD: u32 = 1;
-
 /// Parses the decompressed image: an ELF32 x86 executable followed by the 32-bit
 /// relocation table (`0` terminator, then the entries, read backwards from the end).
 /// `relocatable`: the kernel says it can run elsewhere (then the table must be there).
 pub fn parse_vmlinux(image: &[u8], relocatable: bool) -> Result<Vmlinux, VmlinuxError> {
-    let u16_at = |o: usize| image.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     if image.get(..4) != Some(b"\x7FELF".as_slice()) {
         return Err(VmlinuxError::NotElf("no ELF magic"));
     }
-    if image.get(4) != Some(&1) || image.get(5) != Some(&1) {
-        return Err(VmlinuxError::NotElf("not a 32-bit little-endian ELF"));
-    }
-    if u16_at(16) != Some(2) || u16_at(18) != Some(3) {
-        return Err(VmlinuxError::NotElf("not an i386 executable (e_type/e_machine)"));
-    }
-    let entry = read_u32(image, 24).ok_or(VmlinuxError::NotElf("truncated header"))?;
-    let phoff = read_u32(image, 28).ok_or(VmlinuxError::NotElf("truncated header"))? as usize;
-    let phentsize = u16_at(42).ok_or(VmlinuxError::NotElf("truncated header"))? as usize;
-    let phnum = u16_at(44).ok_or(VmlinuxError::NotElf("truncated header"))? as usize;
-    if phentsize < 32 {
-        return Err(VmlinuxError::NotElf("program headers smaller than 32 bytes"));
-    }
+    // The program headers as the Multiboot loader reads them (the ELF checks are shared).
+    let (loads, entry) = crate::elf_loads(image).map_err(VmlinuxError::Elf)?;
     let mut segments = Vec::new();
     let mut page_offset = None;
-    for index in 0..phnum {
+    for (index, (s, vaddr)) in loads.into_iter().enumerate() {
         let bad = |reason| VmlinuxError::BadSegment { index, reason };
-        let ph = phoff.checked_add(index * phentsize).ok_or(bad("header offset overflows"))?;
-        let field = |k: usize| read_u32(image, ph + 4 * k).ok_or(bad("header outside the image"));
-        if field(0)? != PT_LOAD {
-            continue;
-        }
-        let (offset, vaddr, paddr, filesz, memsz) = (field(1)?, field(2)?, field(3)?, field(4)?, field(5)?);
-        if filesz > memsz {
-            return Err(bad("file size above memory size"));
-        }
-        if (offset as usize).checked_add(filesz as usize).is_none_or(|e| e > image.len()) {
-            return Err(bad("contents outside the image"));
-        }
+        // 32-bit fields in the file: only the end can leave 32 bits.
+        let (paddr, offset, filesz, memsz) = (s.paddr as u32, s.file_offset as u32, s.filesz as u32, s.memsz as u32);
         if paddr.checked_add(memsz).is_none() {
             return Err(bad("wraps around 4 GiB"));
         }
-        let delta = vaddr.wrapping_sub(paddr);
+        let delta = (vaddr as u32).wrapping_sub(paddr);
         if *page_offset.get_or_insert(delta) != delta {
             return Err(bad("virtual minus physical address differs from the other segments"));
         }
@@ -229,7 +207,7 @@ pub fn kaslr_slots(free: &[(u64, u64)], min: u64, align: u64, size: u64, limit: 
     }
     let mut slots = Vec::new();
     for &(s, e) in free {
-        let Some(mut slot) = s.max(min).checked_add(align - 1).map(|v| v & !(align - 1)) else { continue };
+        let Some(mut slot) = crate::align_up(s.max(min), align) else { continue };
         while slot.checked_add(size).is_some_and(|end| end <= e && end <= limit) {
             slots.push(slot);
             slot += align;
@@ -251,6 +229,8 @@ pub(crate) mod tests {
         f[..4].copy_from_slice(b"\x7FELF");
         f[4] = 1;
         f[5] = 1;
+        f[6] = 1;
+        f[20..24].copy_from_slice(&1u32.to_le_bytes());
         f[16..18].copy_from_slice(&2u16.to_le_bytes());
         f[18..20].copy_from_slice(&3u16.to_le_bytes());
         f[24..28].copy_from_slice(&BASE.to_le_bytes());
@@ -263,9 +243,9 @@ pub(crate) mod tests {
             }
         };
         // text: 0x100 bytes at file 0x100; data: 0x40 bytes at file 0x200 + 0x1C0 of BSS.
-        ph(&mut f, 0, [PT_LOAD, 0x100, PO + BASE, BASE, 0x100, 0x100]);
+        ph(&mut f, 0, [crate::PT_LOAD, 0x100, PO + BASE, BASE, 0x100, 0x100]);
         ph(&mut f, 1, [4 /* PT_NOTE */, 0, 0, 0, 0, 0]);
-        ph(&mut f, 2, [PT_LOAD, 0x200, PO + BASE + 0x1000, BASE + 0x1000, 0x40, 0x200]);
+        ph(&mut f, 2, [crate::PT_LOAD, 0x200, PO + BASE + 0x1000, BASE + 0x1000, 0x40, 0x200]);
         for (i, b) in f[0x100..0x200].iter_mut().enumerate() {
             *b = i as u8;
         }
@@ -327,7 +307,7 @@ pub(crate) mod tests {
         assert_eq!(parse_vmlinux(&img[..3], true), Err(VmlinuxError::NotElf("no ELF magic")));
         let mut x = img.clone();
         x[4] = 2;
-        assert!(matches!(parse_vmlinux(&x, true), Err(VmlinuxError::NotElf(_))));
+        assert_eq!(parse_vmlinux(&x, true), Err(VmlinuxError::Elf(crate::BootError::WrongElfClass(2))));
         // A relocation pointing into the BSS (not file contents) or outside the kernel.
         for bad in [0xC100_1100u32, 0xC000_0000, 0x10] {
             let x = image(&[bad]);
@@ -338,10 +318,15 @@ pub(crate) mod tests {
         x.truncate(0x240);
         x.extend_from_slice(&0xC100_0010u32.to_le_bytes());
         assert!(parse_vmlinux(&x, true).is_err());
-        // Segment contents beyond the end of the image.
+        // A file size above the memory size, then segment contents beyond the end of the image.
         let mut x = img.clone();
         x[0x40 + 64 + 16..0x40 + 64 + 20].copy_from_slice(&0x10_0000u32.to_le_bytes());
-        assert!(matches!(parse_vmlinux(&x, true), Err(VmlinuxError::BadSegment { index: 2, .. })));
+        assert_eq!(
+            parse_vmlinux(&x, true),
+            Err(VmlinuxError::Elf(crate::BootError::SegmentFileSizeTooLarge { index: 2, filesz: 0x10_0000, memsz: 0x200 }))
+        );
+        x[0x40 + 64 + 20..0x40 + 64 + 24].copy_from_slice(&0x10_0000u32.to_le_bytes());
+        assert!(matches!(parse_vmlinux(&x, true), Err(VmlinuxError::Elf(crate::BootError::Truncated { what: "ELF segment contents", .. }))));
         // RAM too small to place it: None, RAM untouched.
         let v = parse_vmlinux(&img, true).unwrap();
         let mut ram = vec![7u8; 0x100_1100];
