@@ -6,6 +6,7 @@
 //! on top of [`HostVm`].
 
 pub mod ctx;
+pub mod hostpages;
 pub mod layout;
 pub mod ldt;
 pub mod mem;

@@ -1,5 +1,6 @@
 //! The address-space jail, guest RAM (memfd) and the monitor region.
 
+use crate::hostpages::{HostOp, HostPages};
 use crate::layout::*;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -66,6 +67,9 @@ pub struct AddressSpace {
     tc_fd: OwnedFd,
     /// Monitor-side writable view of the translation cache.
     tc_alias: NonNull<u8>,
+    /// What the shadow mappings in the guest part of the jail hold (ghosts: see `hostpages`).
+    pages: HostPages,
+    ops: Vec<HostOp>,
 }
 
 impl AddressSpace {
@@ -127,6 +131,8 @@ impl AddressSpace {
             ram_alias: NonNull::new(ram_alias).expect("mmap returned NULL"),
             tc_fd,
             tc_alias: NonNull::new(tc_alias).expect("mmap returned NULL"),
+            pages: HostPages::new(MONITOR_START >> 12),
+            ops: Vec::new(),
         })
     }
 
@@ -246,23 +252,56 @@ impl AddressSpace {
 
     /// Maps guest-physical page `pa` of RAM at linear page `lin` (shadow paging).
     pub fn map_guest_page(&mut self, lin: u32, pa: u32, writable: bool) -> Result<(), MemError> {
-        self.check_low(lin, 4096);
-        assert!((pa as u64) + 4096 <= self.ram_size);
-        let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
-        map_fd(Some(lin as u64), 4096, prot, &self.ram_fd, pa as u64).map(|_| ())
+        self.map_guest_run(lin, pa, 4096, writable)
     }
 
-    /// Returns a linear range to the PROT_NONE reservation (guest accesses fault).
+    /// Makes a linear range unreachable for the guest (its accesses fault). Small ranges keep
+    /// their RAM pages mapped PROT_NONE (ghosts), so that mapping them again is cheap.
     pub fn unmap_guest(&mut self, lin: u32, len: u32) -> Result<(), MemError> {
         self.check_low(lin, len);
-        // SAFETY: replaces part of our own reservation with a fresh PROT_NONE mapping (never
-        // a hole another allocation could take).
-        let p = unsafe {
-            libc::mmap(lin as u64 as *mut libc::c_void, len as usize, libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED, -1, 0)
-        };
-        if p == libc::MAP_FAILED {
-            return Err(MemError::Map(last_err()));
+        let mut ops = std::mem::take(&mut self.ops);
+        self.pages.unmap(lin >> 12, len >> 12, &mut ops);
+        let r = self.apply(&ops);
+        ops.clear();
+        self.ops = ops;
+        r
+    }
+
+    /// Host pages kept mapped PROT_NONE for a cheap return (see `hostpages`).
+    pub fn ghost_pages(&self) -> usize {
+        self.pages.ghosts()
+    }
+
+    fn apply(&self, ops: &[HostOp]) -> Result<(), MemError> {
+        for &op in ops {
+            match op {
+                HostOp::Map { lin_page, pa_page, count, writable } => {
+                    let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
+                    map_fd(Some((lin_page as u64) << 12), (count as usize) << 12, prot, &self.ram_fd, (pa_page as u64) << 12)?;
+                }
+                HostOp::Protect { lin_page, count, access } => {
+                    let prot = match access {
+                        None => libc::PROT_NONE,
+                        Some(w) => libc::PROT_READ | if w { libc::PROT_WRITE } else { 0 },
+                    };
+                    // SAFETY: the range lies in the guest part of our reservation (callers
+                    // checked it with `check_low`); it only changes protections there.
+                    if unsafe { libc::mprotect(((lin_page as u64) << 12) as *mut libc::c_void, (count as usize) << 12, prot) } != 0 {
+                        return Err(MemError::Protect(last_err()));
+                    }
+                }
+                HostOp::Reserve { lin_page, count } => {
+                    // SAFETY: replaces part of our own reservation with a fresh PROT_NONE
+                    // mapping (never a hole another allocation could take).
+                    let p = unsafe {
+                        libc::mmap(((lin_page as u64) << 12) as *mut libc::c_void, (count as usize) << 12, libc::PROT_NONE,
+                            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED, -1, 0)
+                    };
+                    if p == libc::MAP_FAILED {
+                        return Err(MemError::Map(last_err()));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -280,6 +319,7 @@ impl AddressSpace {
 
     /// Restores the paging-off view: all RAM (but page 0) at guest-linear = physical.
     pub fn map_identity(&mut self) -> Result<(), MemError> {
+        self.pages.reset();
         map_fd(Some(LOW_LIMIT as u64), (self.ram_size - LOW_LIMIT as u64) as usize,
             libc::PROT_READ | libc::PROT_WRITE, &self.ram_fd, LOW_LIMIT as u64).map(|_| ())
     }
@@ -287,7 +327,8 @@ impl AddressSpace {
     /// Removes the paging-off identity view (shadow pages are then mapped on demand).
     pub fn unmap_identity(&mut self) -> Result<(), MemError> {
         let len = (self.ram_size - LOW_LIMIT as u64) as u32 & !0xFFF;
-        self.unmap_guest(LOW_LIMIT, len)
+        self.pages.reset();
+        self.apply(&[HostOp::Reserve { lin_page: LOW_LIMIT >> 12, count: len >> 12 }])
     }
 }
 
@@ -296,7 +337,11 @@ impl AddressSpace {
     pub fn map_guest_run(&mut self, lin: u32, pa: u32, len: u32, writable: bool) -> Result<(), MemError> {
         self.check_low(lin, len);
         assert!(pa as u64 + len as u64 <= self.ram_size);
-        let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
-        map_fd(Some(lin as u64), len as usize, prot, &self.ram_fd, pa as u64).map(|_| ())
+        let mut ops = std::mem::take(&mut self.ops);
+        self.pages.map(lin >> 12, pa >> 12, len >> 12, writable, &mut ops);
+        let r = self.apply(&ops);
+        ops.clear();
+        self.ops = ops;
+        r
     }
 }

@@ -135,6 +135,8 @@ pub struct MmuStats {
     /// paging-mode change or eviction through `flush`), and the mappings that went.
     pub global_drops: u64,
     pub global_dropped_pages: u64,
+    /// Pages mapped at a switch ahead of the fault the space took on them last time.
+    pub prefetched: u64,
 }
 
 pub struct ShadowMmu {
@@ -780,6 +782,28 @@ impl ShadowMmu {
         gone
     }
 
+    /// Maps `lin_page` of the current space ahead of an access if its guest entry is present
+    /// and already accessed (a read-only walk: no A/D bit changes, so nothing the guest can
+    /// see; writable only if already dirty), in RAM below `ram_pages`, and a 4 KiB page.
+    /// Returns whether it mapped. Used for pages the space faulted on right after a switch
+    /// last time (Linux's text_poke maps one page in its temporary mm for every patch).
+    pub fn prefetch(&mut self, h: &mut impl HostMapper, lin_page: u32, ram_pages: u32) -> bool {
+        let Some(mode) = self.walk_mode else { return false };
+        if self.map.contains_key(&lin_page) || lin_page >= self.monitor_top >> 12 {
+            return false;
+        }
+        let acc = ringfold_arch::paging::Access { write: false, user: false, fetch: false };
+        let Ok(t) = ringfold_arch::paging::walk(&mut ReadOnlyPhys(&*h), self.space, &mode, lin_page << 12, acc, ringfold_arch::paging::AdUpdate::None) else {
+            return false;
+        };
+        if t.page_size != 4096 || t.leaf_entry & ringfold_arch::paging::PTE_A == 0 || t.pa >> 12 >= ram_pages as u64 {
+            return false;
+        }
+        self.install(h, lin_page, &t, false, mode.pge);
+        self.stats.prefetched += 1;
+        true
+    }
+
     /// A supervisor mapping of the old space that the new space (`cr3`) has no saved record
     /// of: if the new space's tables map the page the same way (same physical page and
     /// permissions, already accessed), the host page stays and is recorded as the new
@@ -1101,6 +1125,39 @@ mod tests {
         assert_eq!(h.mapped.get(&0xC0400), Some(&(5, true)));
         s.switch_space(&mut h, 0x9000);
         assert!(!h.mapped.contains_key(&0xC0400));
+    }
+
+    /// Prefetching maps a present, accessed 4 KiB page of the current space with the rights
+    /// its entry gives (writable only if dirty), changes no guest entry, and leaves pages
+    /// that are not present, never accessed, large or outside RAM alone.
+    #[test]
+    fn prefetch_maps_only_accessed_pages_and_changes_no_entry() {
+        let (mut s, mut h) = (ShadowMmu::new(0xFF00_0000), Rec::default());
+        assert!(!s.prefetch(&mut h, 0x400, 64), "no paging mode yet");
+        s.walk_mode = Some(PagingMode::from_regs(1 << 31, 1 << 4, 0)); // PG, PSE
+        s.set_space(0x1000, false);
+        let pde = |lp: u32| (lp as usize >> 10) * 4;
+        h.poke(1, pde(0x400), 0x2027); // PT 2, user, RW, A
+        h.poke(2, pte_off(0x400), 0x5063); // P RW A D
+        h.poke(2, pte_off(0x401), 0x6023); // P RW A, clean
+        h.poke(2, pte_off(0x402), 0x7003); // P RW, never accessed
+        h.poke(2, pte_off(0x403), 0x0); // not present
+        h.poke(2, pte_off(0x404), 0x9000_0063); // beyond RAM
+        h.poke(1, pde(0x800), 0x0040_00E3); // a 4 MiB page
+        let before = h.ram.clone();
+        assert!(s.prefetch(&mut h, 0x400, 64));
+        assert!(s.prefetch(&mut h, 0x401, 64));
+        for lp in [0x402, 0x403, 0x404] {
+            assert!(!s.prefetch(&mut h, lp, 64), "{lp:#x}");
+        }
+        assert!(!s.prefetch(&mut h, 0x800, 0x10000), "a large page (mapped by its faults' runs)");
+        assert!(!s.prefetch(&mut h, 0x400, 64), "already mapped");
+        assert_eq!(h.mapped.get(&0x400), Some(&(5, true)));
+        assert_eq!(h.mapped.get(&0x401), Some(&(6, false)), "clean: the first write must set D");
+        assert_eq!(h.mapped.len(), 2);
+        assert!(h.ram == before, "no A/D bit written");
+        assert!(s.is_protected_table(2), "its tables are tracked like a fault's");
+        assert_eq!(s.stats.prefetched, 2);
     }
 
     /// A page table nothing derives from any more (its PDE was cleared: the guest freed

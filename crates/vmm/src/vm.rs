@@ -317,6 +317,10 @@ pub struct VmStats {
 /// Most host pages the shadow keeps mapped before it drops them all (vm.max_map_count is
 /// 65530 by default; scattered pages cost one VMA each).
 const MAX_SHADOW_PAGES: usize = 32768;
+/// Pages remembered per address space for prefetching at a switch (`Vm::switch_hints`),
+/// and address spaces remembered.
+const SWITCH_HINTS: usize = 4;
+const MAX_HINTED_SPACES: usize = 256;
 
 /// A virtual machine: one vCPU, guest RAM, ports, translation cache.
 pub struct Vm {
@@ -337,6 +341,11 @@ pub struct Vm {
     global_code: HashSet<u32>,
     /// The last MOV CR3's table bits (tells a PTI kernel/user switch from a reload).
     last_raw_space: u32,
+    /// Per address space, the first pages it shadow-faulted on after it was last switched
+    /// to; they are prefetched at the next switch to it (see `ShadowMmu::prefetch`).
+    switch_hints: HashMap<u32, [u32; SWITCH_HINTS]>,
+    /// Shadow faults since the last switch of address space.
+    faults_since_switch: usize,
     /// Live non-global linear code pages (what a MOV CR3 must check) -> whether CPL3 code
     /// was translated there (the check walks with user privilege then).
     local_code: HashMap<u32, bool>,
@@ -430,6 +439,8 @@ impl Vm {
             global_code: HashSet::default(),
             local_code: HashMap::default(),
             last_raw_space: u32::MAX,
+            switch_hints: HashMap::default(),
+            faults_since_switch: 0,
             unmap_after_single: None,
             large_code_pages: HashSet::default(),
             platform: None,
@@ -667,10 +678,19 @@ impl Vm {
                     let twin = space == self.m.mem.mmu.space() && raw != self.last_raw_space;
                     self.last_raw_space = raw;
                     let mode = self.m.paging_mode();
+                    let ram_pages = (self.m.mem.ram_size >> 12) as u32;
+                    let hints = self.switch_hints.get(&space).copied();
                     let dropped = self.m.mem.with_mmu(|mmu, mp| {
                         mmu.walk_mode = Some(mode);
-                        mmu.switch_space(mp, space)
+                        let dropped = mmu.switch_space(mp, space);
+                        for lp in hints.iter().flatten().filter(|&&lp| lp != 0) {
+                            if mmu.mapped_pages() + 16 < MAX_SHADOW_PAGES {
+                                mmu.prefetch(mp, *lp, ram_pages);
+                            }
+                        }
+                        dropped
                     })?;
+                    self.faults_since_switch = 0;
                     if twin {
                         // Kernel <-> user tables of one process: only what the resync
                         // dropped can have changed (see `pti_twin`).
@@ -1680,6 +1700,7 @@ impl Vm {
                 // host call: no guest-visible state changes, fewer faults later.
                 let n = self.run_after(lp, &t, acc);
                 self.m.mem.with_mmu(|mmu, mp| mmu.install_run(mp, lp, pa, n, &t, acc.write, pge))?;
+                self.note_switch_fault(lp);
             }
             if acc.write && !self.m.mem.mmu.mapped(lp).is_some_and(|m| m.writable) {
                 // A write the guest allows but the host mapping cannot (CPL0 writing a
@@ -1692,6 +1713,23 @@ impl Vm {
             Ok(())
         })();
         Some(r)
+    }
+
+    /// Remembers one of the first shadow faults after a switch of address space (a 4 KiB
+    /// page) for prefetching at the next switch to this space.
+    fn note_switch_fault(&mut self, lp: u32) {
+        if self.faults_since_switch >= SWITCH_HINTS || self.m.cpu.cr0 & cr0::PG == 0 {
+            return;
+        }
+        self.faults_since_switch += 1;
+        if self.switch_hints.len() >= MAX_HINTED_SPACES {
+            self.switch_hints.clear();
+        }
+        let h = self.switch_hints.entry(self.m.mem.mmu.space()).or_default();
+        if !h.contains(&lp) {
+            h.rotate_right(1);
+            h[0] = lp;
+        }
     }
 
     /// How many pages from `lp` (at least 1, at most 16) can map as one run with the
