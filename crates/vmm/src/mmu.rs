@@ -137,6 +137,8 @@ pub struct MmuStats {
     pub global_dropped_pages: u64,
     /// Pages mapped at a switch ahead of the fault the space took on them last time.
     pub prefetched: u64,
+    /// Switches that forgot the new space's saved mappings instead of restoring them.
+    pub lazy_switches: u64,
 }
 
 pub struct ShadowMmu {
@@ -690,7 +692,20 @@ impl ShadowMmu {
     /// MOV CR3 (`new_space`: the new CR3 with the bits that do not select tables cleared).
     /// Global mappings stay. With `cache_spaces` the old space's other mappings are saved
     /// and the new space's saved mappings come back; only the difference changes on the
-    /// host. Returns the linear pages whose mapping changed or went away.
+    /// host. `lazy`: the new space's saved mappings are forgotten instead (it faults in
+    /// what it uses, and that is what is saved when it is left). Returns the linear pages
+    /// whose mapping changed or went away.
+    pub fn switch_space_lazy(&mut self, h: &mut impl HostMapper, new_space: u32, lazy: bool) -> Vec<u32> {
+        if lazy && new_space != self.space {
+            if let Some(s) = self.saved.remove(&new_space) {
+                self.saved_pages -= s.entries.len();
+                self.stats.lazy_switches += 1;
+            }
+        }
+        self.switch_space(h, new_space)
+    }
+
+    /// `switch_space_lazy` restoring the new space's saved mappings.
     pub fn switch_space(&mut self, h: &mut impl HostMapper, new_space: u32) -> Vec<u32> {
         self.dropped.clear();
         self.resync(h);
@@ -1324,6 +1339,20 @@ mod tests {
         assert_eq!(h.calls, 2, "two runs mapped: 0x400-0x401 and 0x403");
         assert_eq!(s.stats.restored_pages, 3);
         assert_eq!(s.stats.kept_pages, 1);
+        // A lazy switch to B forgets B's saved pages (0x500, 0x600): nothing is restored,
+        // and what B faults in is what it saves when it is left.
+        let gone = s.switch_space_lazy(&mut h, 0x8000, true);
+        assert_eq!(gone, vec![0x400, 0x401, 0x403, 0x500]);
+        assert!(!h.mapped.contains_key(&0x600));
+        assert_eq!(s.stats.lazy_switches, 1);
+        s.install(&mut h, 0x600, &tr(0x21000, false, true, true, tb), false, false);
+        s.switch_space(&mut h, 0x1000);
+        h.calls = 0;
+        s.switch_space(&mut h, 0x8000);
+        assert_eq!(h.calls, 1, "only 0x600 comes back");
+        assert_eq!(h.mapped[&0x600], (0x21, false));
+        assert!(!h.mapped.contains_key(&0x500));
+        s.switch_space(&mut h, 0x1000);
         // Without the cache a switch forgets the old space.
         s.cache_spaces = false;
         s.switch_space(&mut h, 0x8000);

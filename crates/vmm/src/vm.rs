@@ -321,6 +321,12 @@ const MAX_SHADOW_PAGES: usize = 32768;
 /// and address spaces remembered.
 const SWITCH_HINTS: usize = 4;
 const MAX_HINTED_SPACES: usize = 256;
+/// A run of an address space shorter than this makes the next switch to it lazy: two
+/// processes handing a pipe back and forth page by page run a few microseconds each, and
+/// restoring each one's saved pages at every switch would cost far more than the few
+/// pages each run touches (which fault in, and are restored eagerly again once its runs
+/// are longer).
+const SHORT_RUN: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// A virtual machine: one vCPU, guest RAM, ports, translation cache.
 pub struct Vm {
@@ -346,6 +352,11 @@ pub struct Vm {
     switch_hints: HashMap<u32, [u32; SWITCH_HINTS]>,
     /// Shadow faults since the last switch of address space.
     faults_since_switch: usize,
+    /// When the current address space was switched to.
+    space_since: std::time::Instant,
+    /// Address spaces whose last run (from a switch to them to the next switch) was short:
+    /// the next switch to them restores nothing (see `SHORT_RUN`).
+    short_runs: HashSet<u32>,
     /// Live non-global linear code pages (what a MOV CR3 must check) -> whether CPL3 code
     /// was translated there (the check walks with user privilege then).
     local_code: HashMap<u32, bool>,
@@ -441,6 +452,8 @@ impl Vm {
             last_raw_space: u32::MAX,
             switch_hints: HashMap::default(),
             faults_since_switch: 0,
+            space_since: std::time::Instant::now(),
+            short_runs: HashSet::default(),
             unmap_after_single: None,
             large_code_pages: HashSet::default(),
             platform: None,
@@ -680,9 +693,24 @@ impl Vm {
                     let mode = self.m.paging_mode();
                     let ram_pages = (self.m.mem.ram_size >> 12) as u32;
                     let hints = self.switch_hints.get(&space).copied();
+                    let old = self.m.mem.mmu.space();
+                    let lazy = if old != space {
+                        let now = std::time::Instant::now();
+                        if now - self.space_since < SHORT_RUN {
+                            if self.short_runs.len() >= MAX_HINTED_SPACES {
+                                self.short_runs.clear();
+                            }
+                            self.short_runs.insert(old);
+                        } else {
+                            self.short_runs.remove(&old);
+                        }
+                        self.short_runs.contains(&space)
+                    } else {
+                        false
+                    };
                     let dropped = self.m.mem.with_mmu(|mmu, mp| {
                         mmu.walk_mode = Some(mode);
-                        let dropped = mmu.switch_space(mp, space);
+                        let dropped = mmu.switch_space_lazy(mp, space, lazy);
                         for lp in hints.iter().flatten().filter(|&&lp| lp != 0) {
                             if mmu.mapped_pages() + 16 < MAX_SHADOW_PAGES {
                                 mmu.prefetch(mp, *lp, ram_pages);
@@ -701,6 +729,10 @@ impl Vm {
                         }
                     } else {
                         self.switch_code(false)?;
+                    }
+                    if old != space {
+                        // A run is timed from here: the switch's own work is not part of it.
+                        self.space_since = std::time::Instant::now();
                     }
                 }
                 TlbEvent::Invlpg(l) => {
