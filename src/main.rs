@@ -237,7 +237,8 @@ fn run(mut a: RunArgs) -> Result<ExitCode> {
                 match (load(&image), &dir) {
                     // A damaged cache entry: forgotten, and the payload inflated again (a
                     // failed load leaves guest RAM untouched).
-                    (Err(_), Some(d)) if source == kernel_cache::Source::Cache => {
+                    (Err(e), Some(d)) if source == kernel_cache::Source::Cache => {
+                        eprintln!("ringfold: warning: the cached decompressed kernel in {} does not load ({e}); inflating it again", d.display());
                         kernel_cache::forget(d, payload, size);
                         load(&kernel_cache::decompressed(dir.as_deref(), payload, size)?.0)
                     }

@@ -11,6 +11,7 @@
 //!
 //! Every ghost is a host VMA unless it merges with its neighbours, so their number is
 //! bounded: past `GHOST_LIMIT` pages every ghost goes back to the reservation.
+#![forbid(unsafe_code)]
 
 /// Ghost pages kept at most (each may be a VMA; the kernel's default limit is 65530 and
 /// the shadow MMU keeps at most 32768 mapped pages).

@@ -691,7 +691,7 @@ impl Vm {
                     let twin = space == self.m.mem.mmu.space() && raw != self.last_raw_space;
                     self.last_raw_space = raw;
                     let mode = self.m.paging_mode();
-                    let ram_pages = (self.m.mem.ram_size >> 12) as u32;
+                    let ram_pages = self.m.mem.ram_size >> 12;
                     let hints = self.switch_hints.get(&space).copied();
                     let old = self.m.mem.mmu.space();
                     let lazy = if old != space {
