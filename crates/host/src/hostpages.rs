@@ -13,9 +13,9 @@
 //! bounded: past `GHOST_LIMIT` pages every ghost goes back to the reservation.
 #![forbid(unsafe_code)]
 
-/// Ghost pages kept at most (each may be a VMA; the kernel's default limit is 65530 and
-/// the shadow MMU keeps at most 32768 mapped pages).
-pub const GHOST_LIMIT: usize = 16384;
+/// Ghost pages kept at most (each may be a VMA and split the reservation in two; the
+/// kernel's default limit is 65530 VMAs and the shadow MMU maps at most 32768 pages).
+pub const GHOST_LIMIT: usize = 8192;
 
 /// Above this many pages an unmap replaces the range with the reservation at once.
 const RESERVE_PAGES: u32 = 1024;
