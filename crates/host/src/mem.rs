@@ -24,6 +24,11 @@ pub enum MemError {
 /// Largest guest RAM the jail can hold below the monitor region (leaving room for MMIO).
 pub const MAX_RAM: u64 = 0xC000_0000;
 
+/// Protection of a guest data page: readable, optionally writable, never executable.
+fn data_prot(writable: bool) -> i32 {
+    libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 }
+}
+
 fn last_err() -> io::Error {
     io::Error::last_os_error()
 }
@@ -229,7 +234,7 @@ impl AddressSpace {
         if addr < LOW_LIMIT || addr as u64 + 4096 > self.ram_size {
             return Ok(());
         }
-        let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
+        let prot = data_prot(writable);
         // SAFETY: the page lies inside the guest RAM mapping we own (checked above).
         if unsafe { libc::mprotect(addr as u64 as *mut libc::c_void, 4096, prot) } != 0 {
             return Err(MemError::Protect(last_err()));
@@ -259,31 +264,27 @@ impl AddressSpace {
     /// their RAM pages mapped PROT_NONE (ghosts), so that mapping them again is cheap.
     pub fn unmap_guest(&mut self, lin: u32, len: u32) -> Result<(), MemError> {
         self.check_low(lin, len);
+        self.plan_and_apply(|pages, ops| pages.unmap(lin >> 12, len >> 12, ops))
+    }
+
+    /// Lets `plan` decide the host calls (in the reused `ops` buffer) and makes them.
+    fn plan_and_apply(&mut self, plan: impl FnOnce(&mut HostPages, &mut Vec<HostOp>)) -> Result<(), MemError> {
         let mut ops = std::mem::take(&mut self.ops);
-        self.pages.unmap(lin >> 12, len >> 12, &mut ops);
+        plan(&mut self.pages, &mut ops);
         let r = self.apply(&ops);
         ops.clear();
         self.ops = ops;
         r
     }
 
-    /// Host pages kept mapped PROT_NONE for a cheap return (see `hostpages`).
-    pub fn ghost_pages(&self) -> usize {
-        self.pages.ghosts()
-    }
-
     fn apply(&self, ops: &[HostOp]) -> Result<(), MemError> {
         for &op in ops {
             match op {
                 HostOp::Map { lin_page, pa_page, count, writable } => {
-                    let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
-                    map_fd(Some((lin_page as u64) << 12), (count as usize) << 12, prot, &self.ram_fd, (pa_page as u64) << 12)?;
+                    map_fd(Some((lin_page as u64) << 12), (count as usize) << 12, data_prot(writable), &self.ram_fd, (pa_page as u64) << 12)?;
                 }
                 HostOp::Protect { lin_page, count, access } => {
-                    let prot = match access {
-                        None => libc::PROT_NONE,
-                        Some(w) => libc::PROT_READ | if w { libc::PROT_WRITE } else { 0 },
-                    };
+                    let prot = access.map_or(libc::PROT_NONE, data_prot);
                     // SAFETY: the range lies in the guest part of our reservation (callers
                     // checked it with `check_low`); it only changes protections there.
                     if unsafe { libc::mprotect(((lin_page as u64) << 12) as *mut libc::c_void, (count as usize) << 12, prot) } != 0 {
@@ -309,7 +310,7 @@ impl AddressSpace {
     /// Changes the protection of one shadow-mapped linear page.
     pub fn protect_guest_page(&mut self, lin: u32, writable: bool) -> Result<(), MemError> {
         self.check_low(lin, 4096);
-        let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
+        let prot = data_prot(writable);
         // SAFETY: the page lies in the guest part of our reservation (checked above).
         if unsafe { libc::mprotect(lin as u64 as *mut libc::c_void, 4096, prot) } != 0 {
             return Err(MemError::Protect(last_err()));
@@ -337,11 +338,6 @@ impl AddressSpace {
     pub fn map_guest_run(&mut self, lin: u32, pa: u32, len: u32, writable: bool) -> Result<(), MemError> {
         self.check_low(lin, len);
         assert!(pa as u64 + len as u64 <= self.ram_size);
-        let mut ops = std::mem::take(&mut self.ops);
-        self.pages.map(lin >> 12, pa >> 12, len >> 12, writable, &mut ops);
-        let r = self.apply(&ops);
-        ops.clear();
-        self.ops = ops;
-        r
+        self.plan_and_apply(|pages, ops| pages.map(lin >> 12, pa >> 12, len >> 12, writable, ops))
     }
 }

@@ -696,11 +696,8 @@ impl ShadowMmu {
     /// what it uses, and that is what is saved when it is left). Returns the linear pages
     /// whose mapping changed or went away.
     pub fn switch_space_lazy(&mut self, h: &mut impl HostMapper, new_space: u32, lazy: bool) -> Vec<u32> {
-        if lazy && new_space != self.space {
-            if let Some(s) = self.saved.remove(&new_space) {
-                self.saved_pages -= s.entries.len();
-                self.stats.lazy_switches += 1;
-            }
+        if lazy && new_space != self.space && self.take_saved(new_space).is_some() {
+            self.stats.lazy_switches += 1;
         }
         self.switch_space(h, new_space)
     }
@@ -723,12 +720,9 @@ impl ShadowMmu {
         // Only the non-global pages (the direct map of a kernel is global and large).
         let mut old: Vec<(u32, Mapping)> = self.local.iter().filter_map(|l| self.map.get(l).filter(|m| !m.global).map(|m| (*l, *m))).collect();
         old.sort_unstable_by_key(|e| e.0);
-        let incoming = if self.cache_spaces { self.saved.remove(&new_space) } else { None };
+        let incoming = if self.cache_spaces { self.take_saved(new_space) } else { None };
         let new: Vec<(u32, Mapping)> = match incoming {
-            Some(s) => {
-                self.saved_pages -= s.entries.len();
-                s.entries.into_iter().filter(|(_, m)| m.pa != NONE).collect()
-            }
+            Some(s) => s.entries.into_iter().filter(|(_, m)| m.pa != NONE).collect(),
             None => Vec::new(),
         };
         // Merge the two sorted lists: same page and protection on both sides stays.
@@ -803,20 +797,32 @@ impl ShadowMmu {
     /// Returns whether it mapped. Used for pages the space faulted on right after a switch
     /// last time (Linux's text_poke maps one page in its temporary mm for every patch).
     pub fn prefetch(&mut self, h: &mut impl HostMapper, lin_page: u32, ram_pages: u32) -> bool {
-        let Some(mode) = self.walk_mode else { return false };
         if self.map.contains_key(&lin_page) || lin_page >= self.monitor_top >> 12 {
             return false;
         }
-        let acc = ringfold_arch::paging::Access { write: false, user: false, fetch: false };
-        let Ok(t) = ringfold_arch::paging::walk(&mut ReadOnlyPhys(&*h), self.space, &mode, lin_page << 12, acc, ringfold_arch::paging::AdUpdate::None) else {
-            return false;
-        };
+        let Some((t, mode)) = self.peek(h, self.space, lin_page) else { return false };
         if t.page_size != 4096 || t.leaf_entry & ringfold_arch::paging::PTE_A == 0 || t.pa >> 12 >= ram_pages as u64 {
             return false;
         }
         self.install(h, lin_page, &t, false, mode.pge);
         self.stats.prefetched += 1;
         true
+    }
+
+    /// A supervisor read walk of `lin_page` in space `cr3` that sets no A/D bit (what the
+    /// guest can see stays as it is), with the paging mode it used.
+    fn peek(&self, h: &impl HostMapper, cr3: u32, lin_page: u32) -> Option<(Translation, PagingMode)> {
+        let mode = self.walk_mode?;
+        let acc = ringfold_arch::paging::Access { write: false, user: false, fetch: false };
+        let t = ringfold_arch::paging::walk(&mut ReadOnlyPhys(h), cr3, &mode, lin_page << 12, acc, ringfold_arch::paging::AdUpdate::None).ok()?;
+        Some((t, mode))
+    }
+
+    /// Takes space `cr3`'s saved mappings out of the shadow cache.
+    fn take_saved(&mut self, cr3: u32) -> Option<Saved> {
+        let s = self.saved.remove(&cr3)?;
+        self.saved_pages -= s.entries.len();
+        Some(s)
     }
 
     /// A supervisor mapping of the old space that the new space (`cr3`) has no saved record
@@ -827,14 +833,10 @@ impl ShadowMmu {
     /// have every kernel page touched in one space unmapped and faulted in again after
     /// every switch. A walk costs far less than an unmap and a refault.
     fn keep_if_same(&mut self, h: &mut impl HostMapper, cr3: u32, lp: u32, o: &Mapping) -> bool {
-        let Some(mode) = self.walk_mode else { return false };
         if o.user || !self.cache_spaces {
             return false;
         }
-        let acc = ringfold_arch::paging::Access { write: false, user: false, fetch: false };
-        let Ok(t) = ringfold_arch::paging::walk(&mut ReadOnlyPhys(&*h), cr3, &mode, lp << 12, acc, ringfold_arch::paging::AdUpdate::None) else {
-            return false;
-        };
+        let Some((t, mode)) = self.peek(h, cr3, lp) else { return false };
         let m = Self::mapping_of(&t, false, mode.pge);
         if m.pa != o.pa || m.allow_w != o.allow_w || m.user || m.global || t.leaf_entry & ringfold_arch::paging::PTE_A == 0 {
             return false;
@@ -857,8 +859,7 @@ impl ShadowMmu {
         self.clock += 1;
         while self.saved.len() >= MAX_SAVED_SPACES || (self.saved_pages + entries.len() > MAX_SAVED_PAGES && !self.saved.is_empty()) {
             let Some((&victim, _)) = self.saved.iter().min_by_key(|(_, s)| s.used) else { break };
-            let s = self.saved.remove(&victim).unwrap();
-            self.saved_pages -= s.entries.len();
+            self.take_saved(victim);
         }
         let mut by_table: HashMap<u32, Vec<u32>> = HashMap::default();
         for (i, (_, m)) in entries.iter().enumerate() {
@@ -1201,17 +1202,24 @@ mod tests {
         assert!(s.is_protected_table(1), "0xC0002 still comes from page directory 1");
     }
 
+    /// Space 0x1000 with a page table at physical page 2 (entries for linear pages 0x400 and
+    /// 0x401, user RW), that page also mapped as data at linear page 0xC0002; returns the
+    /// tables a mapping through it comes from.
+    fn table_mapped_as_data() -> (ShadowMmu, Rec, [u64; 3]) {
+        let (mut s, mut h) = (ShadowMmu::new(0xFF00_0000), Rec::default());
+        s.set_space(0x1000, false);
+        h.poke(2, pte_off(0x400), 0x5067);
+        h.poke(2, pte_off(0x401), 0x6067);
+        s.install(&mut h, 0xC0002, &tr(0x2000, true, false, true, [NO_TABLE, 0x1000, 0x3000]), true, false);
+        (s, h, [NO_TABLE, 0x1000, 0x2000])
+    }
+
     /// A page table written again within HOT_RECENT switches stays writable (no fault per
     /// write), its changes are still found at every switch, and it is protected again
     /// after HOT_QUIET switches without a change.
     #[test]
     fn a_table_written_again_and_again_stays_writable_and_compared() {
-        let (mut s, mut h) = (ShadowMmu::new(0xFF00_0000), Rec::default());
-        s.set_space(0x1000, false);
-        h.poke(2, pte_off(0x400), 0x5067);
-        h.poke(2, pte_off(0x401), 0x6067);
-        let t = [NO_TABLE, 0x1000, 0x2000];
-        s.install(&mut h, 0xC0002, &tr(0x2000, true, false, true, [NO_TABLE, 0x1000, 0x3000]), true, false);
+        let (mut s, mut h, t) = table_mapped_as_data();
         s.install(&mut h, 0x400, &tr(0x5000, true, true, true, t), true, false);
         s.install(&mut h, 0x401, &tr(0x6000, true, true, true, t), true, false);
         // First epoch with a write: compared and protected again, as before.
@@ -1267,13 +1275,7 @@ mod tests {
 
     #[test]
     fn paging_structures_are_write_protected_and_written_entries_dropped_at_switch() {
-        let (mut s, mut h) = (ShadowMmu::new(0xFF00_0000), Rec::default());
-        s.set_space(0x1000, false);
-        // Page table at physical page 2, also mapped (as data) at linear page 0xC0002.
-        h.poke(2, pte_off(0x400), 0x5067);
-        h.poke(2, pte_off(0x401), 0x6067);
-        let t = [NO_TABLE, 0x1000, 0x2000];
-        s.install(&mut h, 0xC0002, &tr(0x2000, true, false, true, [NO_TABLE, 0x1000, 0x3000]), true, false);
+        let (mut s, mut h, t) = table_mapped_as_data();
         assert_eq!(h.mapped[&0xC0002], (2, true));
         s.install(&mut h, 0x400, &tr(0x5000, true, true, true, t), true, false);
         assert_eq!(h.mapped[&0xC0002], (2, false), "page table now write-protected");

@@ -352,7 +352,7 @@ pub struct Vm {
     switch_hints: HashMap<u32, [u32; SWITCH_HINTS]>,
     /// Shadow faults since the last switch of address space.
     faults_since_switch: usize,
-    /// When the current address space was switched to.
+    /// When the switch to the current address space finished.
     space_since: std::time::Instant,
     /// Address spaces whose last run (from a switch to them to the next switch) was short:
     /// the next switch to them restores nothing (see `SHORT_RUN`).
@@ -692,22 +692,11 @@ impl Vm {
                     self.last_raw_space = raw;
                     let mode = self.m.paging_mode();
                     let ram_pages = self.m.mem.ram_size >> 12;
+                    // Another address space (not a reload, not a PTI twin): the run that ends
+                    // is timed. Every switch prefetches what the space faulted on first.
+                    let real = self.m.mem.mmu.space() != space;
+                    let lazy = real && self.end_run(space);
                     let hints = self.switch_hints.get(&space).copied();
-                    let old = self.m.mem.mmu.space();
-                    let lazy = if old != space {
-                        let now = std::time::Instant::now();
-                        if now - self.space_since < SHORT_RUN {
-                            if self.short_runs.len() >= MAX_HINTED_SPACES {
-                                self.short_runs.clear();
-                            }
-                            self.short_runs.insert(old);
-                        } else {
-                            self.short_runs.remove(&old);
-                        }
-                        self.short_runs.contains(&space)
-                    } else {
-                        false
-                    };
                     let dropped = self.m.mem.with_mmu(|mmu, mp| {
                         mmu.walk_mode = Some(mode);
                         let dropped = mmu.switch_space_lazy(mp, space, lazy);
@@ -730,7 +719,7 @@ impl Vm {
                     } else {
                         self.switch_code(false)?;
                     }
-                    if old != space {
+                    if real {
                         // A run is timed from here: the switch's own work is not part of it.
                         self.space_since = std::time::Instant::now();
                     }
@@ -1745,6 +1734,21 @@ impl Vm {
             Ok(())
         })();
         Some(r)
+    }
+
+    /// The current address space's run ends (a switch to `next`): remembers whether it was
+    /// short, and returns whether `next`'s last run was (then the switch to it is lazy).
+    fn end_run(&mut self, next: u32) -> bool {
+        let old = self.m.mem.mmu.space();
+        if self.space_since.elapsed() < SHORT_RUN {
+            if self.short_runs.len() >= MAX_HINTED_SPACES {
+                self.short_runs.clear();
+            }
+            self.short_runs.insert(old);
+        } else {
+            self.short_runs.remove(&old);
+        }
+        self.short_runs.contains(&next)
     }
 
     /// Remembers one of the first shadow faults after a switch of address space (a 4 KiB
