@@ -157,6 +157,8 @@ pub struct TcStats {
     /// Pages whose blocks were parked at an address-space switch / brought back.
     pub suspended_pages: u64,
     pub revived_pages: u64,
+    /// CALLs to PC thunks translated as the thunk's effect (`emit_thunk_call`).
+    pub thunk_calls: u64,
 }
 
 /// Translation cache bookkeeping.
@@ -196,6 +198,9 @@ pub struct TCache {
     host_cs64: u16,
     /// `perf` JIT symbol map being written (`enable_perf_map`).
     perf_map: Option<std::io::BufWriter<std::fs::File>>,
+    /// Live blocks that are PC thunks (`mov reg, [esp]; ret`), by TC start offset: the
+    /// register and the entry's first dword while the block is live (see `emit_thunk_call`).
+    thunks: HashMap<usize, (u8, u32)>,
 }
 
 /// Errors the translator reports (not guest exceptions).
@@ -210,6 +215,11 @@ pub enum TranslateError {
 const MAX_INSNS: usize = 64;
 /// Worst case bytes one block needs (instructions, links, stubs).
 const MAX_BLOCK_BYTES: usize = MAX_INSNS * (16 + 40) + 512;
+/// Bound on what one guest instruction adds to a block (its code and exit or link stubs)
+/// plus the block's closing jump, its link stub and padding: a block stops before an
+/// instruction that might not fit in `MAX_BLOCK_BYTES` (blocks go on past conditional
+/// branches and PC-thunk calls, whose link stubs add up).
+const MAX_EXPANSION: usize = 512;
 const STUB32: usize = 7;
 /// Lookup tables are two-way set-associative, sets of two 8-byte entries: 4096 sets for
 /// CPL3 contexts (one per process while TLS bases are folded into the code), 8192 for
@@ -1072,6 +1082,78 @@ fn emit_sysexit(tc: &mut [u8], at: usize, i: &Instruction, data: u32, user_table
     c
 }
 
+/// The register a PC thunk's first instruction loads: `mov r32, [esp]` (SS, no index, no
+/// displacement; not ESP itself).
+fn pc_thunk_load(i: &Instruction) -> Option<u8> {
+    let plain = i.code() == iced_x86::Code::Mov_r32_rm32
+        && i.op1_kind() == OpKind::Memory
+        && i.memory_base() == Register::ESP
+        && i.memory_index() == Register::None
+        && i.memory_displacement32() == 0
+        && matches!(i.segment_prefix(), Register::None | Register::SS)
+        && i.op0_register() != Register::ESP;
+    plain.then(|| i.op0_register().number() as u8)
+}
+
+/// A CALL to a live PC thunk (`mov reg, [esp]; ret`: i386 position-independent code calls
+/// one before most accesses to its globals) as the thunk's effect: the return address is
+/// stored where the CALL pushes it (a fault there is the CALL's own) and loaded into `reg`,
+/// and the block goes on. Executing the thunk would end in a RET whose lookup jumps to
+/// every caller from one site, which the host predicts badly (W4: ~12% of the time).
+///
+/// The thunk's translation vouches for it: while its block is live its entry holds `live`
+/// (a parked or killed block's entry is a far jump), which the sequence compares first;
+/// a block is live exactly while the thunk's page maps the code it was made from, as for a
+/// chained jump. The comparison needs ECX (JECXZ touches no flags), kept meanwhile in `reg`,
+/// which the thunk overwrites on either path. On a mismatch the CALL completes as usual:
+/// ESP drops over the stored return address and a chained jump (rel32 at the returned
+/// position) goes to the thunk's translation.
+///
+/// ```text
+///     movl $next, -4(%esp)
+///     mov %ecx, %reg              (not for reg = ECX)
+///     mov %cs:entry, %ecx
+///     lea -live(%ecx), %ecx
+///     jecxz 1f
+///     mov %reg, %ecx              (not for reg = ECX)
+///     lea -4(%esp), %esp
+///     jmp thunk
+/// 1:  mov %reg, %ecx              (not for reg = ECX)
+///     mov $next, %reg
+/// ```
+fn emit_thunk_call(tc: &mut [u8], at: usize, reg: u8, next: u32, entry: u32, live: u32) -> (usize, usize) {
+    fn put(tc: &mut [u8], c: &mut usize, b: &[u8]) {
+        tc[*c..*c + b.len()].copy_from_slice(b);
+        *c += b.len();
+    }
+    let mut c = at;
+    let ecx = reg == 1;
+    let save = [0x89, 0xC8 | reg]; // mov %ecx, %reg
+    let restore = [0x89, 0xC1 | (reg << 3)]; // mov %reg, %ecx
+    put(tc, &mut c, &[0xC7, 0x44, 0x24, 0xFC]);
+    put(tc, &mut c, &next.to_le_bytes());
+    if !ecx {
+        put(tc, &mut c, &save);
+    }
+    put(tc, &mut c, &[0x2E, 0x8B, 0x0D]);
+    put(tc, &mut c, &entry.to_le_bytes());
+    put(tc, &mut c, &[0x8D, 0x89]);
+    put(tc, &mut c, &live.wrapping_neg().to_le_bytes());
+    put(tc, &mut c, &[0xE3, if ecx { 9 } else { 11 }]);
+    if !ecx {
+        put(tc, &mut c, &restore);
+    }
+    put(tc, &mut c, &[0x8D, 0x64, 0x24, 0xFC, 0xE9]);
+    let rel = c;
+    put(tc, &mut c, &[0; 4]);
+    if !ecx {
+        put(tc, &mut c, &restore);
+    }
+    put(tc, &mut c, &[0xB8 | reg]);
+    put(tc, &mut c, &next.to_le_bytes());
+    (c, rel)
+}
+
 /// The lookup-table set of guest EIP `eip`, as the inline sequence computes it: the low
 /// bits mixed with bits 8..23, because hot return addresses of one program often lie a
 /// multiple of 8 KiB apart (indexed on the low bits only, and direct-mapped, two of them
@@ -1151,6 +1233,7 @@ impl TCache {
             victim: 0,
             host_cs64,
             perf_map: None,
+            thunks: HashMap::default(),
         }
     }
 
@@ -1172,6 +1255,7 @@ impl TCache {
         self.ctx_links.clear();
         self.ctx_entries.clear();
         self.ctx_owner = None;
+        self.thunks.clear();
         self.stats.flushes += 1;
     }
 
@@ -1209,12 +1293,21 @@ impl TCache {
             if fold_segment(&i, key).is_some() {
                 return true;
             }
-            if i.flow_control() != FlowControl::Next {
+            // Blocks go on past conditional branches (scanning further than a block
+            // reaches only costs sharing).
+            if !matches!(i.flow_control(), FlowControl::Next | FlowControl::ConditionalBranch | FlowControl::Call) {
                 return false;
             }
             eip = eip.wrapping_add(i.len() as u32);
         }
         false
+    }
+
+    /// The live PC thunk translated for `key`, if any: (host entry, register, entry dword).
+    fn thunk_at(&self, key: &Key) -> Option<(u32, u8, u32)> {
+        let h = self.lookup(key)?;
+        let &(reg, live) = self.thunks.get(&((h - self.host_base) as usize))?;
+        Some((h, reg, live))
     }
 
     /// Linear pages that currently hold translated code.
@@ -1639,11 +1732,19 @@ impl TCache {
         // the STI, marked after the next instruction).
         let mut sti_next: Option<usize> = None;
         let mut sti_shadow: Option<usize> = None;
+        // A PC thunk's register (first instruction `mov reg, [esp]`, then the block is one if
+        // the second is a plain RET).
+        let mut thunk_reg: Option<u8> = None;
+        let mut thunk: Option<u8> = None;
         for n_insn in 0..max_insns {
             let mut bytes = [0u8; 16];
             let lin = key.cs_base.wrapping_add(eip);
             if n_insn > 0 && lin >> 12 != key.lin >> 12 {
                 break; // next page: its own block (its mapping may change independently)
+            }
+            let used = code - start + stubs.len() * STUB64 + rel_links.len() * (STUB32 + STUB64);
+            if n_insn > 0 && used + MAX_EXPANSION > MAX_BLOCK_BYTES {
+                break;
             }
             let valid = fetch(lin, &mut bytes).min(16);
             let mut dec = Decoder::with_ip(32, &bytes[..valid], eip as u64, DecoderOptions::NONE);
@@ -1666,6 +1767,9 @@ impl TCache {
             insns.push((code, eip, Scratch::default()));
             lin_end = lin.wrapping_add(len);
             let next = eip.wrapping_add(len);
+            if n_insn == 0 {
+                thunk_reg = pc_thunk_load(&i);
+            }
             if i.op0_kind() == OpKind::NearBranch16 {
                 return Err(TranslateError::Branch16(eip));
             }
@@ -1719,16 +1823,23 @@ impl TCache {
                     tc[code + 1] = 0x80 | cc;
                     rel_links.push((code + 2, key.with_eip(i.near_branch32()), eip, false));
                     code += 6;
-                    tc[code] = 0xE9;
-                    rel_links.push((code + 1, key.with_eip(next), eip, false));
-                    code += 5;
-                    ended = true;
+                    // The block goes on with the fall-through path (the loop's page and
+                    // limit checks end it, with a jump to `next`, where it cannot).
+                    eip = next;
                 }
                 Class::Jmp => {
                     tc[code] = 0xE9;
                     rel_links.push((code + 1, key.with_eip(i.near_branch32()), eip, false));
                     code += 5;
                     ended = true;
+                }
+                Class::Call if self.thunk_at(&key.with_eip(i.near_branch32())).is_some() => {
+                    let (h, reg, live) = self.thunk_at(&key.with_eip(i.near_branch32())).unwrap_or_default();
+                    let (end, rel) = emit_thunk_call(tc, code, reg, next, h, live);
+                    rel_links.push((rel, key.with_eip(i.near_branch32()), eip, true));
+                    code = end;
+                    self.stats.thunk_calls += 1;
+                    eip = next;
                 }
                 Class::Call => {
                     tc[code] = 0x68;
@@ -1838,6 +1949,9 @@ impl TCache {
                     eip = next;
                 }
                 Class::Ret | Class::IndirectJmp | Class::IndirectCall => {
+                    if n_insn == 1 && i.code() == iced_x86::Code::Retnd {
+                        thunk = thunk_reg.take();
+                    }
                     insns.pop();
                     let agnostic = key.gs_fold.is_none() && key.fs_fold.is_none();
                     code = emit_lookup(tc, code, &i, (table, table_sets(key.cpl)), &mut insns, &mut stubs, SiteKind::Emulate(Box::new(i), true, agnostic));
@@ -1945,6 +2059,10 @@ impl TCache {
         self.blocks.push(Block { key, start, end, lin_end, insns, live: true, suspended: false, entry: None });
         self.by_start.insert(start, block_index);
         self.map.insert(key, start);
+        if let Some(reg) = thunk {
+            let live = u32::from_le_bytes(tc[start..start + 4].try_into().unwrap());
+            self.thunks.insert(start, (reg, live));
+        }
         self.perf_line(format_args!("{:x} {:x} guest:{:08x}\n", self.host_base as usize + start, tail - start, key.lin));
         Ok(self.host_base + start as u32)
     }
@@ -2115,6 +2233,112 @@ mod tests {
         t.fill_entry(&mut tc, &key(c), 0x4444).unwrap();
         assert_eq!(present(&tc, c), Some(0x4444));
         assert!(present(&tc, a).is_some() != present(&tc, b).is_some());
+    }
+
+    /// Translates `key` from `guest` (bytes outside it read as 0xFF); returns the host
+    /// entry and the block's first `n` host instructions as text.
+    fn translate_text(t: &mut TCache, tc: &mut [u8], guest: &[u8], key: Key, n: usize) -> (u32, Vec<String>) {
+        let h = t.translate(tc, key, |lin, b| {
+            for (k, x) in b.iter_mut().enumerate() {
+                *x = *guest.get(lin as usize + k).unwrap_or(&0xFF);
+            }
+            b.len()
+        }).unwrap();
+        let off = (h - t.host_base) as usize;
+        let text = Decoder::with_ip(32, &tc[off..off + 256], h as u64, DecoderOptions::NONE).into_iter().take(n).map(|i| format!("{i}")).collect();
+        (h, text)
+    }
+
+    #[test]
+    fn blocks_go_on_past_conditional_branches() {
+        let mut tc = vec![0u8; 4 << 20];
+        let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
+        let mut guest = vec![0x90u8; 0x2000];
+        // jz +0x10; inc eax; mov eax, gs:[-4]; jmp +0
+        guest[0x100..0x10E].copy_from_slice(&[0x74, 0x10, 0x40, 0x65, 0xA1, 0xFC, 0xFF, 0xFF, 0xFF, 0xE9, 0, 0, 0, 0]);
+        let key = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, fs_fold: None, gs_fold: Some(0x0810_0000) };
+        let (_, text) = translate_text(&mut t, &mut tc, &guest, key, 4);
+        assert!(text[0].starts_with("je "), "{text:?}");
+        assert_eq!(&text[1..3], &["inc eax", "mov eax,[80FFFFCh]"], "the fall-through path follows in the same block");
+        assert!(text[3].starts_with("jmp "), "{text:?}");
+        // The TLS operand after the branch keeps the block out of the shared context.
+        assert_eq!(t.blocks[0].key, key);
+        assert_eq!(t.blocks[0].insns.iter().map(|x| x.1).collect::<Vec<_>>(), vec![0x100, 0x102, 0x103, 0x109]);
+        // 64 branches (each with a link stub) fit in a block.
+        for k in 0..200 {
+            guest[0x400 + 2 * k..0x402 + 2 * k].copy_from_slice(&[0x75, 0x00]); // jnz +0
+        }
+        let key = Key { lin: 0x400, gs_fold: None, ..key };
+        translate_text(&mut t, &mut tc, &guest, key, 1);
+        assert_eq!(t.blocks[1].insns.len(), MAX_INSNS + 1, "64 and the closing jump");
+    }
+
+    #[test]
+    fn pc_thunk_calls_become_the_thunks_effect() {
+        let mut tc = vec![0u8; 4 << 20];
+        let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
+        let mut guest = vec![0x90u8; 0x3000];
+        guest[0x2000..0x2004].copy_from_slice(&[0x8B, 0x1C, 0x24, 0xC3]); // mov ebx,[esp]; ret
+        guest[0x2010..0x2014].copy_from_slice(&[0x8B, 0x0C, 0x24, 0xC3]); // mov ecx,[esp]; ret
+        guest[0x2020..0x2005 + 0x20].copy_from_slice(&[0x8B, 0x5C, 0x24, 0x04, 0xC3]); // mov ebx,[esp+4]; ret: no thunk
+        guest[0x2030..0x2006 + 0x30].copy_from_slice(&[0x8B, 0x1C, 0x24, 0xC2, 0x04, 0x00]); // ret 4: no thunk
+        // call 0x2000; inc eax; call 0x2010; call 0x2020; (call 0x2030 at 0x1200)
+        guest[0x1000..0x1010].copy_from_slice(&[0xE8, 0xFB, 0x0F, 0, 0, 0x40, 0xE8, 0x05, 0x10, 0, 0, 0xE8, 0x10, 0x10, 0, 0]);
+        guest[0x1200..0x1205].copy_from_slice(&[0xE8, 0x2B, 0x0E, 0, 0]);
+        let key = Key { lin: 0, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, fs_fold: None, gs_fold: None };
+        let k = |lin: u32| Key { lin, ..key };
+        // Before the thunk has a translation, the CALL is a CALL.
+        let (_, text) = translate_text(&mut t, &mut tc, &guest, k(0x1200), 1);
+        assert_eq!(text[0], "push 1205h");
+        let mut thunks = Vec::new();
+        for lin in [0x2000, 0x2010, 0x2020, 0x2030] {
+            thunks.push(translate_text(&mut t, &mut tc, &guest, k(lin), 1).0);
+        }
+        assert_eq!(t.thunks.len(), 2, "mov reg,[esp+4] and ret 4 are no thunks");
+        let (_, text) = translate_text(&mut t, &mut tc, &guest, k(0x1000), 22);
+        let entry = |h: u32| format!("mov ecx,cs:[{h:X}h]");
+        let live = |tc: &[u8], h: u32| u32::from_le_bytes(tc[(h - 0x1000_0000) as usize..][..4].try_into().unwrap());
+        let neg = |v: u32| format!("lea ecx,[ecx-{:X}h]", v);
+        let ebx = [
+            "mov dword ptr [esp-4],1005h".to_string(),
+            "mov ebx,ecx".into(),
+            entry(thunks[0]),
+            neg(live(&tc, thunks[0])),
+        ];
+        assert_eq!(&text[..4], &ebx);
+        assert!(text[4].starts_with("jecxz"), "{text:?}");
+        assert_eq!(&text[5..7], &["mov ecx,ebx", "lea esp,[esp-4]"]);
+        assert!(text[7].starts_with("jmp "), "mismatch: the CALL goes on to the thunk");
+        assert_eq!(&text[8..11], &["mov ecx,ebx", "mov ebx,1005h", "inc eax"]);
+        // ECX thunks need no saving.
+        assert_eq!(&text[11..14], &["mov dword ptr [esp-4],100Bh".to_string(), entry(thunks[1]), neg(live(&tc, thunks[1]))]);
+        assert_eq!(text[15], "lea esp,[esp-4]");
+        assert_eq!(text[17], "mov ecx,100Bh");
+        assert_eq!(text[18], "push 1010h", "no thunk: a CALL");
+        assert_eq!(t.stats.thunk_calls, 2);
+        // A fault on the store is the CALL's; the block's records name the instructions.
+        let b = t.blocks.last().unwrap();
+        assert_eq!(b.insns.iter().map(|x| x.1).collect::<Vec<_>>(), vec![0x1000, 0x1005, 0x1006, 0x100B]);
+        // The guard: a killed thunk's entry no longer holds the live dword.
+        let before = live(&tc, thunks[0]);
+        t.invalidate_page(&mut tc, 2);
+        assert_ne!(live(&tc, thunks[0]), before);
+        assert!(t.thunk_at(&k(0x2000)).is_none());
+        guest[0x1100..0x1105].copy_from_slice(&[0xE8, 0xFB, 0x0E, 0, 0]); // call 0x2000
+        let (_, text) = translate_text(&mut t, &mut tc, &guest, k(0x1100), 1);
+        assert_eq!(text[0], "push 1105h", "no live thunk: a CALL");
+        // A run of thunk calls (each adds code and a link stub) stops before the block
+        // could outgrow its space.
+        translate_text(&mut t, &mut tc, &guest, k(0x2010), 1);
+        for n in 0..64 {
+            let at = 0x1400 + 5 * n;
+            guest[at..at + 5].copy_from_slice(&[0xE8, 0, 0, 0, 0]);
+            guest[at + 1..at + 5].copy_from_slice(&(0x2010u32.wrapping_sub(at as u32 + 5)).to_le_bytes());
+        }
+        let calls = t.stats.thunk_calls;
+        let (h, _) = translate_text(&mut t, &mut tc, &guest, k(0x1400), 1);
+        let (n, used) = (t.stats.thunk_calls - calls, t.top - (h - t.host_base) as usize);
+        assert!(n > 32 && n < 64 && used <= MAX_BLOCK_BYTES + 63, "{n} calls in {used} bytes");
     }
 
     #[test]
