@@ -221,21 +221,25 @@ const MAX_BLOCK_BYTES: usize = MAX_INSNS * (16 + 40) + 512;
 /// branches and PC-thunk calls, whose link stubs add up).
 const MAX_EXPANSION: usize = 512;
 const STUB32: usize = 7;
-/// Lookup tables are two-way set-associative, sets of two 8-byte entries: 4096 sets for
-/// CPL3 contexts (one per process while TLS bases are folded into the code), 8192 for
+/// Lookup tables are two-way set-associative, sets of two 8-byte entries: 8192 sets for
 /// CPL0 contexts (the kernel: one context, and the most distinct return addresses; with
-/// 4096 sets, conflicts made 290k of W2's 320k interpreted kernel RETs).
+/// 4096 sets, conflicts made 290k of W2's 320k interpreted kernel RETs), 4096 for CPL3
+/// contexts shared by all processes, 256 for the CPL3 contexts of one process's TLS bases
+/// (only blocks with folded FS/GS operands use them; each new process makes one, and at
+/// 64 KiB apiece W2's thousand processes filled the cache with tables: 5 flushes).
 const SMALL_SETS: u32 = 4096;
 const BIG_SETS: u32 = 8192;
+const FOLD_SETS: u32 = 256;
 
-/// The number of sets of the lookup table of a context at `cpl`.
-fn table_sets(cpl: u8) -> u32 {
-    if cpl == 0 {
-        BIG_SETS
-    } else {
-        SMALL_SETS
+/// The number of sets of the lookup table of context `ctx`.
+fn table_sets(ctx: &Context) -> u32 {
+    match ctx {
+        (_, _, 0, ..) => BIG_SETS,
+        (.., None, None) => SMALL_SETS,
+        _ => FOLD_SETS,
     }
 }
+
 /// The first bytes of the cache hold data the translations read through CS (the monitor
 /// writes them through the cache's alias). The guest's CS and SS selectors (at 4 and 8;
 /// the layout is ES CS SS DS FS GS as zero-extended dwords), kept current by the monitor
@@ -913,15 +917,18 @@ fn emit_lookup(
     }
     // ECX = table_index(EIP, sets) * 16 (the offset of a set of two entries), flags
     // untouched: the 16-bit truncation comes after *16 (4096 sets) or between *8 and *2
-    // (8192 sets).
+    // (8192 sets); 256 sets truncate to 8 bits before both.
     put(tc, &mut c, &[0x0F, 0xB6, 0xCC]); // movzx %ah,%ecx: EIP bits 8..15
     put(tc, &mut c, &[0x89, 0xC2, 0x0F, 0xCA]); // mov %eax,%edx; bswap %edx
     put(tc, &mut c, &[0x0F, 0xB6, 0xD6]); // movzx %dh,%edx: EIP bits 16..23
     put(tc, &mut c, &[0x8D, 0x0C, 0x91]); // lea (%ecx,%edx,4),%ecx
     put(tc, &mut c, &[0x8D, 0x0C, 0x08]); // lea (%eax,%ecx),%ecx
+    if sets == FOLD_SETS {
+        put(tc, &mut c, &[0x0F, 0xB6, 0xC9]); // movzx %cl,%ecx
+    }
     put(tc, &mut c, &[0x8D, 0x0C, 0xCD, 0, 0, 0, 0]); // lea 0(,%ecx,8),%ecx
-    debug_assert!(sets == SMALL_SETS || sets == BIG_SETS);
-    if sets == BIG_SETS {
+    debug_assert!(sets == SMALL_SETS || sets == BIG_SETS || sets == FOLD_SETS);
+    if sets != SMALL_SETS {
         put(tc, &mut c, &[0x0F, 0xB7, 0xC9]); // movzx %cx,%ecx
         put(tc, &mut c, &[0x8D, 0x0C, 0x09]); // lea (%ecx,%ecx),%ecx
     } else {
@@ -1075,7 +1082,7 @@ fn emit_sysexit(tc: &mut [u8], at: usize, i: &Instruction, data: u32, user_table
     let mut jmp = Instruction::with1(iced_x86::Code::Jmp_rm32, Register::EDX).expect("jmp edx");
     jmp.set_ip32(eip);
     let from = insns.len();
-    c = emit_lookup(tc, c, &jmp, (user_table, table_sets(3)), insns, stubs, SiteKind::SysexitMiss);
+    c = emit_lookup(tc, c, &jmp, (user_table, SMALL_SETS), insns, stubs, SiteKind::SysexitMiss);
     for (_, _, s) in insns[from..].iter_mut().filter(|(_, _, s)| s.in_seq) {
         s.done = fs::DONE_SYSEXIT;
     }
@@ -1353,14 +1360,14 @@ impl TCache {
     }
 
     /// The return/indirect-branch lookup table of a translation context (allocated on
-    /// first use): `table_sets(cpl)` sets of two (-guest EIP, host address) entries,
+    /// first use): `table_sets(ctx)` sets of two (-guest EIP, host address) entries,
     /// indexed by `table_index`.
     fn table_for(&mut self, tc: &mut [u8], key: &Key) -> usize {
         let ctx = key.context();
         if let Some(&t) = self.tables.get(&ctx) {
             return t;
         }
-        let sets = table_sets(key.cpl);
+        let sets = table_sets(&ctx);
         self.tables_bottom -= sets as usize * 16;
         let t = self.tables_bottom;
         for i in 0..sets as usize * 2 {
@@ -1391,7 +1398,7 @@ impl TCache {
 
     fn undo_ctx(&mut self, tc: &mut [u8]) {
         // The entries are in the table of the owner's shared context.
-        let sets = self.ctx_owner.take().map_or(SMALL_SETS, |(ctx, _, _)| table_sets(ctx.2));
+        let sets = self.ctx_owner.take().map_or(SMALL_SETS, |(ctx, _, _)| table_sets(&ctx));
         for (pos, rel) in std::mem::take(&mut self.ctx_links) {
             self.write_rel32(tc, pos, rel);
         }
@@ -1431,7 +1438,7 @@ impl TCache {
     /// `fill_table_ctx` stays where `undo_ctx` will clear it.
     fn fill_entry(&mut self, tc: &mut [u8], key: &Key, host: u32) -> Option<(usize, u32)> {
         let t = *self.tables.get(&key.context())?;
-        let sets = table_sets(key.cpl);
+        let sets = table_sets(&key.context());
         let i = table_index(key.eip(), sets);
         let set = t + i as usize * 16;
         let word = |e: usize| u32::from_le_bytes([tc[e], tc[e + 1], tc[e + 2], tc[e + 3]]);
@@ -1610,12 +1617,20 @@ impl TCache {
         self.pages.get(&page).is_some_and(|l| l.iter().any(|&bi| self.blocks[bi].live && self.blocks[bi].key.cpl == 3))
     }
 
-    /// Guest page `page` maps the same physical page again: its parked blocks run again.
-    pub fn revive_page(&mut self, tc: &mut [u8], page: u32) {
-        let Some((_, list)) = self.suspended.remove(&page) else { return };
+    /// Guest page `page` maps the same physical page again: its parked blocks run again,
+    /// except those made for other FS/GS bases than `folds` (other processes' TLS), which
+    /// stay parked for when their context looks up code on the page. (Reviving every
+    /// process's blocks made each switch park and revive all of them again: W2 1.5x.)
+    pub fn revive_page(&mut self, tc: &mut [u8], page: u32, folds: (Option<u32>, Option<u32>)) {
+        let Some((pa, list)) = self.suspended.remove(&page) else { return };
+        let mut other = Vec::new();
         for bi in list {
             let b = &self.blocks[bi];
             if !b.suspended {
+                continue;
+            }
+            if (b.key.fs_fold, b.key.gs_fold) != (None, None) && (b.key.fs_fold, b.key.gs_fold) != folds {
+                other.push(bi);
                 continue;
             }
             let (key, start) = (b.key, b.start);
@@ -1633,6 +1648,9 @@ impl TCache {
             self.blocks[bi].live = true;
             self.map.insert(key, start);
             self.pages.entry(page).or_default().push(bi);
+        }
+        if !other.is_empty() {
+            self.suspended.insert(page, (pa, other));
         }
         self.stats.revived_pages += 1;
     }
@@ -1954,7 +1972,7 @@ impl TCache {
                     }
                     insns.pop();
                     let agnostic = key.gs_fold.is_none() && key.fs_fold.is_none();
-                    code = emit_lookup(tc, code, &i, (table, table_sets(key.cpl)), &mut insns, &mut stubs, SiteKind::Emulate(Box::new(i), true, agnostic));
+                    code = emit_lookup(tc, code, &i, (table, table_sets(&key.context())), &mut insns, &mut stubs, SiteKind::Emulate(Box::new(i), true, agnostic));
                     ended = true;
                 }
                 Class::InlineSysenter => {
@@ -2173,12 +2191,14 @@ mod tests {
             assert_eq!(small / 16, table_index(eip, SMALL_SETS), "{eip:#x}");
             let big = (ecx.wrapping_mul(8) & 0xFFFF) * 2;
             assert_eq!(big / 16, table_index(eip, BIG_SETS), "{eip:#x}");
+            let fold = (((ecx & 0xFF) * 8) & 0xFFFF) * 2;
+            assert_eq!(fold / 16, table_index(eip, FOLD_SETS), "{eip:#x}");
         }
         // Return addresses 16 KiB apart (seen in busybox) no longer share a slot.
         assert_ne!(table_index(0x0816_F71E, SMALL_SETS), table_index(0x0817_371E, SMALL_SETS));
         let slots: std::collections::HashSet<u32> = (0..8).map(|k| table_index(0x0810_0123 + k * 0x2000, SMALL_SETS)).collect();
         assert_eq!(slots.len(), 8);
-        for sets in [SMALL_SETS, BIG_SETS] {
+        for sets in [SMALL_SETS, BIG_SETS, FOLD_SETS] {
             for i in 0..sets {
                 assert_ne!(table_index(never_matches(i, sets), sets), i);
             }
@@ -2205,6 +2225,19 @@ mod tests {
         let user = Key { cpl: 3, ..key };
         let ut = t.table_for(&mut tc, &user);
         assert_eq!(table - ut, SMALL_SETS as usize * 16);
+        // One process's TLS context: mov eax, gs:[-4]; ret -> a small table, indexed on 8 bits.
+        let tls = Key { lin: 0x0804_8000, gs_fold: Some(0x0900_0000), ..user };
+        let code = [0x65, 0xA1, 0xFC, 0xFF, 0xFF, 0xFF, 0xC3];
+        let h = t.translate(&mut tc, tls, |lin, b| {
+            let from = code.get((lin - 0x0804_8000) as usize..).unwrap_or(&[]);
+            let n = from.len().min(b.len());
+            b[..n].copy_from_slice(&from[..n]);
+            n
+        }).unwrap();
+        let off = (h - 0x1000_0000) as usize;
+        let text: Vec<String> = Decoder::with_ip(32, &tc[off..off + 100], h as u64, DecoderOptions::NONE).into_iter().take(15).map(|i| format!("{i}")).collect();
+        assert_eq!(&text[11..15], &["movzx ecx,cl", "lea ecx,[ecx*8]", "movzx ecx,cx", "lea ecx,[ecx+ecx]"], "{text:?}");
+        assert_eq!(ut - t.tables[&tls.context()], FOLD_SETS as usize * 16);
     }
 
     /// Two targets of one set both stay in the table; a third replaces one of them; a

@@ -785,7 +785,7 @@ impl Vm {
             Some(Err(_)) => return Ok(()),
             None => false,
         };
-        let flushed = self.tc_op(|t, tc| if same { t.revive_page(tc, lp) } else { t.invalidate_page(tc, lp); })?;
+        let flushed = self.tc_op(|t, tc| if same { t.revive_page(tc, lp, (key.fs_fold, key.gs_fold)) } else { t.invalidate_page(tc, lp); })?;
         if same && !flushed {
             self.protect_code_page(lp)?;
         }
