@@ -262,7 +262,11 @@ pub const SEG_TABLE: usize = SEG_REV + 2 * SEG_REV_ENTRIES;
 pub const USER_SEL: usize = SEG_TABLE + crate::segcache::TABLE_BYTES;
 /// The inline SYSENTER/SYSEXIT record (`fastsys::ENTER_SS` ...).
 pub const FAST_RECORD: usize = USER_SEL + 4 * crate::fastsys::USER_SEL_ENTRIES;
-const DATA_BYTES: usize = FAST_RECORD + crate::fastsys::RECORD_BYTES;
+/// The guest's CR0..CR4 (CRn at 4*n; CR1 unused), kept current by the monitor before every
+/// entry (control registers only change in the monitor): how translated MOV r32, CRn reads
+/// them. Linux's page-fault handler reads CR2 at every fault (W2: 52 per fork+exec).
+pub const CR_MIRROR: usize = FAST_RECORD + crate::fastsys::RECORD_BYTES;
+const DATA_BYTES: usize = CR_MIRROR + 20;
 /// Bytes of the largest lookup table.
 const TABLE_BYTES: usize = BIG_SETS as usize * 16;
 const STUB64: usize = 19;
@@ -309,6 +313,8 @@ pub enum Class {
     InlinePopfd,
     /// MOV DS/ES/FS/GS, r/m16 and POP DS/ES/FS/GS at guest CPL0: the segment-load table.
     InlineSegLoad,
+    /// MOV r32, CR0/CR2/CR3/CR4 at guest CPL0: the control-register mirror (`CR_MIRROR`).
+    InlineCrRead,
     /// Near RET / RET imm16 (32-bit operand size): inline table lookup.
     Ret,
     /// Near JMP/CALL through a 32-bit register or memory operand: inline table lookup.
@@ -1801,6 +1807,9 @@ impl TCache {
                     // A one-shot block must end after its instruction (STI shadow, SMC).
                     Mnemonic::Sysexit if max_insns > 1 => Class::InlineSysexit,
                     _ if inline_seg_load(&i).is_some() => Class::InlineSegLoad,
+                    Mnemonic::Mov if i.code() == iced_x86::Code::Mov_r32_cr && matches!(i.op1_register(), Register::CR0 | Register::CR2 | Register::CR3 | Register::CR4) => {
+                        Class::InlineCrRead
+                    }
                     _ => class,
                 };
             }
@@ -1921,6 +1930,14 @@ impl TCache {
                     let from = insns.len();
                     code = emit_popfd(tc, code, &i, &mut insns, &mut stubs);
                     note_saved_ds(&mut insns, from, 0);
+                    eip = next;
+                }
+                Class::InlineCrRead => {
+                    // mov %cs:CR_MIRROR+4n, %r32 (reads the cache: cannot fault)
+                    let (r, n) = (i.op0_register().number() as u8, i.op1_register().number() as u32);
+                    tc[code..code + 3].copy_from_slice(&[0x2E, 0x8B, 0x05 | (r << 3)]);
+                    tc[code + 3..code + 7].copy_from_slice(&(self.host_base + CR_MIRROR as u32 + 4 * n).to_le_bytes());
+                    code += 7;
                     eip = next;
                 }
                 Class::InlineSegLoad => {
@@ -2280,6 +2297,25 @@ mod tests {
         let off = (h - t.host_base) as usize;
         let text = Decoder::with_ip(32, &tc[off..off + 256], h as u64, DecoderOptions::NONE).into_iter().take(n).map(|i| format!("{i}")).collect();
         (h, text)
+    }
+
+    #[test]
+    fn control_register_reads_use_the_mirror_at_cpl0() {
+        let mut tc = vec![0u8; 4 << 20];
+        let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
+        let mut guest = vec![0x90u8; 0x2000];
+        // mov edi, cr2; mov eax, cr0; mov ebx, cr4; mov ecx, cr3; mov eax, cr8 (lock); ret
+        guest[0x100..0x10F].copy_from_slice(&[0x0F, 0x20, 0xD7, 0x0F, 0x20, 0xC0, 0x0F, 0x20, 0xE3, 0x0F, 0x20, 0xD9, 0xF0, 0x0F, 0x20]);
+        guest[0x10F] = 0xC0;
+        let key = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 0, fpu: 4, fs_fold: None, gs_fold: None };
+        let (h, text) = translate_text(&mut t, &mut tc, &guest, key, 5);
+        let m = |n: u32, r: &str| format!("mov {r},cs:[{:X}h]", 0x1000_0000 + CR_MIRROR as u32 + 4 * n);
+        assert_eq!(&text[..4], &[m(2, "edi"), m(0, "eax"), m(4, "ebx"), m(3, "ecx")]);
+        assert!(text[4].starts_with("jmp far"), "CR8 is not mirrored (#UD): {text:?}");
+        assert_eq!(t.guest_eip_of(h + 7).map(|x| x.1), Some(0x103));
+        // At CPL3 the read is the guest's #GP: interpreted.
+        let (_, text) = translate_text(&mut t, &mut tc, &guest, Key { cpl: 3, ..key }, 1);
+        assert!(text[0].starts_with("jmp far"), "{text:?}");
     }
 
     #[test]

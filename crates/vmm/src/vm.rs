@@ -377,6 +377,8 @@ pub struct Vm {
     armed: Option<u64>,
     /// CS and SS selectors last written to the selector mirrors (CPL0 blocks', CPL3 blocks').
     mirrored: [u32; 4],
+    /// CR0..CR4 as last written to the cache's `CR_MIRROR`.
+    crs_mirrored: [u32; 5],
     /// Inline SYSENTER/SYSEXIT (see `fastsys`): the translation of SYSENTER_EIP the record
     /// may jump to, what the record holds, the IA32_SYSENTER_CS and user top the two
     /// dedicated SS slots were written for, the shadow generation and user top `USER_SEL`
@@ -461,6 +463,7 @@ impl Vm {
             resume_raw: None,
             armed: None,
             mirrored: [u32::MAX; 4],
+            crs_mirrored: [u32::MAX; 5],
             fast_enter: None,
             fast_record: [u32::MAX; 6],
             fast_slots: None,
@@ -1269,8 +1272,9 @@ impl Vm {
         Ok(())
     }
 
-    /// Before an entry: the selector mirrors, the dedicated SS slots, `USER_SEL` and the
-    /// SYSENTER/SYSEXIT record agree with the state about to run (see `fastsys`).
+    /// Before an entry: the selector and control-register mirrors, the dedicated SS slots,
+    /// `USER_SEL` and the SYSENTER/SYSEXIT record agree with the state about to run (see
+    /// `fastsys`).
     fn sync_fast(&mut self, sels: &[u16; 6], user_top: u32) -> Result<(), Stop> {
         let c = &self.m.cpu;
         let msr = c.sysenter_cs;
@@ -1287,7 +1291,15 @@ impl Vm {
             same_mode: self.fpu_bits(0) == self.fpu_bits(3),
         };
         let (enter_ok, exit_ok) = fastsys::enabled(&cond);
+        let crs = [c.cr0, 0, c.cr2, c.cr3, c.cr4];
         let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+        if crs != self.crs_mirrored {
+            for (n, v) in crs.into_iter().enumerate() {
+                let at = crate::translate::CR_MIRROR + 4 * n;
+                tc[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            self.crs_mirrored = crs;
+        }
         if mirror != self.mirrored {
             for (k, v) in mirror.into_iter().enumerate() {
                 let at = [crate::translate::SELECTOR_MIRROR, crate::translate::SELECTOR_MIRROR3][k / 2] + 4 + 4 * (k % 2);
