@@ -497,9 +497,16 @@ impl<M: Memory> Machine<M> {
                 return Ok(());
             }
             Mn::Jmp | Mn::Call => {
-                // Near indirect (register or memory).
-                let size = Self::op_size(i, 0);
-                let t = self.read_op(i, 0, size)?;
+                // Near: relative (interpreted when a translation's inline form of it faulted
+                // in its scratch, see `emit_thunk_call`), or indirect (register or memory).
+                let (size, t) = match i.op0_kind() {
+                    OpKind::NearBranch32 => (4, i.near_branch32()),
+                    OpKind::NearBranch16 => (2, i.near_branch16() as u32),
+                    _ => {
+                        let size = Self::op_size(i, 0);
+                        (size, self.read_op(i, 0, size)?)
+                    }
+                };
                 let t = if size == 2 { t & 0xFFFF } else { t };
                 self.check_cs_limit(t)?;
                 if i.mnemonic() == Mn::Call {

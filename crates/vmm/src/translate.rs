@@ -1117,50 +1117,59 @@ fn pc_thunk_load(i: &Instruction) -> Option<u8> {
 /// The thunk's translation vouches for it: while its block is live its entry holds `live`
 /// (a parked or killed block's entry is a far jump), which the sequence compares first;
 /// a block is live exactly while the thunk's page maps the code it was made from, as for a
-/// chained jump. The comparison needs ECX (JECXZ touches no flags), kept meanwhile in `reg`,
-/// which the thunk overwrites on either path. On a mismatch the CALL completes as usual:
-/// ESP drops over the stored return address and a chained jump (rel32 at the returned
-/// position) goes to the thunk's translation.
+/// chained jump. The comparison needs ECX (JECXZ touches no flags), kept meanwhile in `reg`
+/// (whose own value is saved below the return address: a fault there is undone and the
+/// CALL interpreted, record `in_seq` at `eip`). On a mismatch both are restored and the
+/// CALL completes as usual: ESP drops over the stored return address and a chained jump
+/// (rel32 at the returned position) goes to the thunk's translation (which may now be
+/// something else). The caller makes sure that `next` is within the CS limit (else the
+/// thunk's RET faults).
 ///
 /// ```text
 ///     movl $next, -4(%esp)
+///     mov %reg, -8(%esp)
 ///     mov %ecx, %reg              (not for reg = ECX)
 ///     mov %cs:entry, %ecx
 ///     lea -live(%ecx), %ecx
 ///     jecxz 1f
 ///     mov %reg, %ecx              (not for reg = ECX)
+///     mov -8(%esp), %reg
 ///     lea -4(%esp), %esp
 ///     jmp thunk
 /// 1:  mov %reg, %ecx              (not for reg = ECX)
 ///     mov $next, %reg
 /// ```
-fn emit_thunk_call(tc: &mut [u8], at: usize, reg: u8, next: u32, entry: u32, live: u32) -> (usize, usize) {
+fn emit_thunk_call(tc: &mut [u8], at: usize, eip: u32, thunk: (u8, u32, u32), next: u32, insns: &mut Vec<(usize, u32, Scratch)>) -> (usize, usize) {
     fn put(tc: &mut [u8], c: &mut usize, b: &[u8]) {
         tc[*c..*c + b.len()].copy_from_slice(b);
         *c += b.len();
     }
-    let mut c = at;
+    let (reg, entry, live) = thunk;
     let ecx = reg == 1;
-    let save = [0x89, 0xC8 | reg]; // mov %ecx, %reg
-    let restore = [0x89, 0xC1 | (reg << 3)]; // mov %reg, %ecx
+    let mut c = at;
+    let keep = [0x89, 0xC8 | reg]; // mov %ecx, %reg
+    let back = [0x89, 0xC1 | (reg << 3)]; // mov %reg, %ecx
     put(tc, &mut c, &[0xC7, 0x44, 0x24, 0xFC]);
     put(tc, &mut c, &next.to_le_bytes());
+    insns.push((c, eip, Scratch { in_seq: true, ..Scratch::default() }));
+    put(tc, &mut c, &[0x89, 0x44 | (reg << 3), 0x24, 0xF8]); // mov %reg, -8(%esp)
     if !ecx {
-        put(tc, &mut c, &save);
+        put(tc, &mut c, &keep);
     }
     put(tc, &mut c, &[0x2E, 0x8B, 0x0D]);
     put(tc, &mut c, &entry.to_le_bytes());
     put(tc, &mut c, &[0x8D, 0x89]);
     put(tc, &mut c, &live.wrapping_neg().to_le_bytes());
-    put(tc, &mut c, &[0xE3, if ecx { 9 } else { 11 }]);
+    put(tc, &mut c, &[0xE3, if ecx { 13 } else { 15 }]);
     if !ecx {
-        put(tc, &mut c, &restore);
+        put(tc, &mut c, &back);
     }
+    put(tc, &mut c, &[0x8B, 0x44 | (reg << 3), 0x24, 0xF8]); // mov -8(%esp), %reg
     put(tc, &mut c, &[0x8D, 0x64, 0x24, 0xFC, 0xE9]);
     let rel = c;
     put(tc, &mut c, &[0; 4]);
     if !ecx {
-        put(tc, &mut c, &restore);
+        put(tc, &mut c, &back);
     }
     put(tc, &mut c, &[0xB8 | reg]);
     put(tc, &mut c, &next.to_le_bytes());
@@ -1860,9 +1869,9 @@ impl TCache {
                     code += 5;
                     ended = true;
                 }
-                Class::Call if self.thunk_at(&key.with_eip(i.near_branch32())).is_some() => {
+                Class::Call if next <= key.cs_limit && self.thunk_at(&key.with_eip(i.near_branch32())).is_some() => {
                     let (h, reg, live) = self.thunk_at(&key.with_eip(i.near_branch32())).unwrap_or_default();
-                    let (end, rel) = emit_thunk_call(tc, code, reg, next, h, live);
+                    let (end, rel) = emit_thunk_call(tc, code, eip, (reg, h, live), next, &mut insns);
                     rel_links.push((rel, key.with_eip(i.near_branch32()), eip, true));
                     code = end;
                     self.stats.thunk_calls += 1;
@@ -2364,30 +2373,40 @@ mod tests {
             thunks.push(translate_text(&mut t, &mut tc, &guest, k(lin), 1).0);
         }
         assert_eq!(t.thunks.len(), 2, "mov reg,[esp+4] and ret 4 are no thunks");
-        let (_, text) = translate_text(&mut t, &mut tc, &guest, k(0x1000), 22);
+        let (_, text) = translate_text(&mut t, &mut tc, &guest, k(0x1000), 23);
         let entry = |h: u32| format!("mov ecx,cs:[{h:X}h]");
         let live = |tc: &[u8], h: u32| u32::from_le_bytes(tc[(h - 0x1000_0000) as usize..][..4].try_into().unwrap());
         let neg = |v: u32| format!("lea ecx,[ecx-{:X}h]", v);
-        let ebx = [
-            "mov dword ptr [esp-4],1005h".to_string(),
-            "mov ebx,ecx".into(),
-            entry(thunks[0]),
-            neg(live(&tc, thunks[0])),
-        ];
-        assert_eq!(&text[..4], &ebx);
-        assert!(text[4].starts_with("jecxz"), "{text:?}");
-        assert_eq!(&text[5..7], &["mov ecx,ebx", "lea esp,[esp-4]"]);
-        assert!(text[7].starts_with("jmp "), "mismatch: the CALL goes on to the thunk");
-        assert_eq!(&text[8..11], &["mov ecx,ebx", "mov ebx,1005h", "inc eax"]);
-        // ECX thunks need no saving.
-        assert_eq!(&text[11..14], &["mov dword ptr [esp-4],100Bh".to_string(), entry(thunks[1]), neg(live(&tc, thunks[1]))]);
-        assert_eq!(text[15], "lea esp,[esp-4]");
-        assert_eq!(text[17], "mov ecx,100Bh");
-        assert_eq!(text[18], "push 1010h", "no thunk: a CALL");
+        let call = |next: u32, h: u32, reg: &str| {
+            let ecx = reg == "ecx";
+            let keep = format!("mov {reg},ecx");
+            let back = format!("mov ecx,{reg}");
+            let mut v = vec![format!("mov dword ptr [esp-4],{next:X}h"), format!("mov [esp-8],{reg}")];
+            v.extend((!ecx).then(|| keep.clone()));
+            v.extend([entry(h), neg(live(&tc, h)), "jecxz".into()]);
+            v.extend((!ecx).then(|| back.clone()));
+            v.extend([format!("mov {reg},[esp-8]"), "lea esp,[esp-4]".into(), "jmp".into()]);
+            v.extend((!ecx).then(|| back.clone()));
+            v.push(format!("mov {reg},{next:X}h"));
+            v
+        };
+        let short: Vec<String> = text.iter().map(|t| if t.starts_with("jecxz") || t.starts_with("jmp ") { t.split(' ').next().unwrap().into() } else { t.clone() }).collect();
+        assert_eq!(&short[..12], &call(0x1005, thunks[0], "ebx")[..], "{text:?}");
+        assert_eq!(text[12], "inc eax");
+        assert_eq!(&short[13..22], &call(0x100B, thunks[1], "ecx")[..], "{text:?}");
+        assert_eq!(text[22], "push 1010h", "no thunk: a CALL");
         assert_eq!(t.stats.thunk_calls, 2);
-        // A fault on the store is the CALL's; the block's records name the instructions.
+        // A fault on the store is the CALL's; one on the save of ECX interprets the CALL.
         let b = t.blocks.last().unwrap();
-        assert_eq!(b.insns.iter().map(|x| x.1).collect::<Vec<_>>(), vec![0x1000, 0x1005, 0x1006, 0x100B]);
+        assert_eq!(b.insns.iter().map(|x| (x.1, x.2.in_seq)).collect::<Vec<_>>(), vec![(0x1000, false), (0x1000, true), (0x1005, false), (0x1006, false), (0x1006, true), (0x100B, false)]);
+        // A CALL whose return address lies beyond the CS limit stays a CALL (the RET faults):
+        // call 0x2000 at 0x2FFB, limit 0x2FFF; with limit 0x3000 it is the thunk's effect.
+        guest[0x2FFB..0x3000].copy_from_slice(&[0xE8, 0x00, 0xF0, 0xFF, 0xFF]);
+        for (limit, first) in [(0x2FFF, "push 3000h"), (0x3000, "mov dword ptr [esp-4],3000h")] {
+            translate_text(&mut t, &mut tc, &guest, Key { cs_limit: limit, ..k(0x2000) }, 1);
+            let (_, text) = translate_text(&mut t, &mut tc, &guest, Key { cs_limit: limit, ..k(0x2FFB) }, 1);
+            assert_eq!(text[0], first, "limit {limit:#x}");
+        }
         // The guard: a killed thunk's entry no longer holds the live dword.
         let before = live(&tc, thunks[0]);
         t.invalidate_page(&mut tc, 2);
