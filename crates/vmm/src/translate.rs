@@ -1769,6 +1769,8 @@ impl TCache {
         // the second is a plain RET).
         let mut thunk_reg: Option<u8> = None;
         let mut thunk: Option<u8> = None;
+        // Where the block's closing RET/JMP/CALL lookup starts (a separate `perf` symbol).
+        let mut lookup_at: Option<usize> = None;
         for n_insn in 0..max_insns {
             let mut bytes = [0u8; 16];
             let lin = key.cs_base.wrapping_add(eip);
@@ -1998,6 +2000,7 @@ impl TCache {
                     }
                     insns.pop();
                     let agnostic = key.gs_fold.is_none() && key.fs_fold.is_none();
+                    lookup_at = Some(code);
                     code = emit_lookup(tc, code, &i, (table, table_sets(&key.context())), &mut insns, &mut stubs, SiteKind::Emulate(Box::new(i), true, agnostic));
                     ended = true;
                 }
@@ -2107,7 +2110,12 @@ impl TCache {
             let live = u32::from_le_bytes(tc[start..start + 4].try_into().unwrap());
             self.thunks.insert(start, (reg, live));
         }
-        self.perf_line(format_args!("{:x} {:x} guest:{:08x}\n", self.host_base as usize + start, tail - start, key.lin));
+        // The lookup sequence (and the exits after it) is its own symbol, `guest:LIN:lookup`.
+        let split = lookup_at.unwrap_or(tail);
+        self.perf_line(format_args!("{:x} {:x} guest:{:08x}\n", self.host_base as usize + start, split - start, key.lin));
+        if split < tail {
+            self.perf_line(format_args!("{:x} {:x} guest:{:08x}:lookup\n", self.host_base as usize + split, tail - split, key.lin));
+        }
         Ok(self.host_base + start as u32)
     }
 }
