@@ -322,12 +322,7 @@ se_ra_\cpl:
 1:      incl se_err
 2:      decl se_n
         jnz se_loop_\cpl
-        .if \cpl == 0
-        movw $RF_KDS, %ax
-        .else
-        movw $RF_UDS, %ax
-        .endif
-        movw %ax, %ss
+        FLAT_SS \cpl
         movl se_saved, %esp
         END_CPL \cpl
         ENDTRY
@@ -428,12 +423,7 @@ se_ra_\cpl:
         incl s16_e_hi
 6:      decl s16_n
         jnz 1b
-        .if \cpl == 0
-        movw $RF_KDS, %ax
-        .else
-        movw $RF_UDS, %ax
-        .endif
-        movw %ax, %ss
+        FLAT_SS \cpl
         movl s16_saved, %esp
         END_CPL \cpl
         ENDTRY

@@ -30,12 +30,7 @@
         ud2
 1:      movl %esp, %ebx
         movw $(\sssel & ~3) | \cpl, %ax
-        .if \cpl == 0
-        movw $RF_KDS, %ax
-        .else
-        movw $RF_UDS, %ax
-        .endif
-        movw %ax, %ss
+        FLAT_SS \cpl
         movl %ebp, %esp
         END_CPL \cpl
         CHECK_EQ %ebx, $8, "cpl\cpl: ret at ESP=4 of a 16-byte SS lands with ESP=8"
@@ -50,12 +45,7 @@
         jmp *%eax
         ud2
 2:      movl %esp, %ebx
-        .if \cpl == 0
-        movw $RF_KDS, %ax
-        .else
-        movw $RF_UDS, %ax
-        .endif
-        movw %ax, %ss
+        FLAT_SS \cpl
         movl %ebp, %esp
         END_CPL \cpl
         CHECK_EQ %ebx, $0, "cpl\cpl: jmp *%eax at ESP=0 of a 16-byte SS"
@@ -70,12 +60,7 @@
         call *%eax
 4:      ud2
 3:      movl %esp, %ebx
-        .if \cpl == 0
-        movw $RF_KDS, %ax
-        .else
-        movw $RF_UDS, %ax
-        .endif
-        movw %ax, %ss
+        FLAT_SS \cpl
         movl %ebp, %esp
         END_CPL \cpl
         CHECK_EQ %ebx, $4, "cpl\cpl: call *%eax at ESP=8 pushes within the 16-byte SS"
