@@ -852,6 +852,12 @@ fn fold_segment(i: &Instruction, key: &Key) -> Option<Vec<u8>> {
     Some(enc.take_buffer())
 }
 
+/// Appends `bytes` to the code at `tc[*c..]` (the emitters' common step).
+fn put(tc: &mut [u8], c: &mut usize, bytes: &[u8]) {
+    tc[*c..*c + bytes.len()].copy_from_slice(bytes);
+    *c += bytes.len();
+}
+
 /// Emits the inline lookup sequence for RET / JMP r/m32 / CALL r/m32 at `tc[at..]`, in
 /// the table at host address `table` with `sets` sets (`table_sets`).
 /// It does not touch EFLAGS (POPFD is slow and a table compare needs no flags):
@@ -890,10 +896,6 @@ fn emit_lookup(
         _ => (0, false),
     };
     let mut c = at;
-    fn put(tc: &mut [u8], c: &mut usize, bytes: &[u8]) {
-        tc[*c..*c + bytes.len()].copy_from_slice(bytes);
-        *c += bytes.len();
-    }
     let rec = |insns: &mut Vec<(usize, u32, Scratch)>, c: usize, pushes: u8| {
         insns.push((c, eip, Scratch { in_seq: true, reserve, pushes, ..Scratch::default() }));
     };
@@ -1140,10 +1142,6 @@ fn pc_thunk_load(i: &Instruction) -> Option<u8> {
 ///     mov $next, %reg
 /// ```
 fn emit_thunk_call(tc: &mut [u8], at: usize, eip: u32, thunk: (u8, u32, u32), next: u32, insns: &mut Vec<(usize, u32, Scratch)>) -> (usize, usize) {
-    fn put(tc: &mut [u8], c: &mut usize, b: &[u8]) {
-        tc[*c..*c + b.len()].copy_from_slice(b);
-        *c += b.len();
-    }
     let (reg, entry, live) = thunk;
     let ecx = reg == 1;
     let mut c = at;
@@ -1871,21 +1869,25 @@ impl TCache {
                     code += 5;
                     ended = true;
                 }
-                Class::Call if next <= key.cs_limit && self.thunk_at(&key.with_eip(i.near_branch32())).is_some() => {
-                    let (h, reg, live) = self.thunk_at(&key.with_eip(i.near_branch32())).unwrap_or_default();
-                    let (end, rel) = emit_thunk_call(tc, code, eip, (reg, h, live), next, &mut insns);
-                    rel_links.push((rel, key.with_eip(i.near_branch32()), eip, true));
-                    code = end;
-                    self.stats.thunk_calls += 1;
-                    eip = next;
-                }
                 Class::Call => {
-                    tc[code] = 0x68;
-                    tc[code + 1..code + 5].copy_from_slice(&next.to_le_bytes());
-                    tc[code + 5] = 0xE9;
-                    rel_links.push((code + 6, key.with_eip(i.near_branch32()), eip, true));
-                    code += 10;
-                    ended = true;
+                    let target = key.with_eip(i.near_branch32());
+                    match self.thunk_at(&target).filter(|_| next <= key.cs_limit) {
+                        Some((h, reg, live)) => {
+                            let (end, rel) = emit_thunk_call(tc, code, eip, (reg, h, live), next, &mut insns);
+                            rel_links.push((rel, target, eip, true));
+                            code = end;
+                            self.stats.thunk_calls += 1;
+                            eip = next;
+                        }
+                        None => {
+                            tc[code] = 0x68;
+                            tc[code + 1..code + 5].copy_from_slice(&next.to_le_bytes());
+                            tc[code + 5] = 0xE9;
+                            rel_links.push((code + 6, target, eip, true));
+                            code += 10;
+                            ended = true;
+                        }
+                    }
                 }
                 Class::LoopLike => {
                     // loop/jecxz +2; jmp +5; jmp target; jmp next
