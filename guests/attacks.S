@@ -34,16 +34,6 @@
         .set S_B200K, 0x50              # DPL3 data base 0x200000, limit 4 GiB
         .set V_SYSG, 0x80
 
-resetsegs:
-        pushl %eax
-        movw $RF_KDS, %ax
-        movw %ax, %ds
-        movw %ax, %es
-        movw %ax, %fs
-        movw %ax, %gs
-        popl %eax
-        ret
-
 # ATK cpl, pre, insn, vec, err, desc: `insn` (after `pre`) must fault
         .macro ATK cpl, pre, insn, vec, err, desc
         TRY 1f
@@ -52,7 +42,7 @@ resetsegs:
 2:      \insn
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT $\vec, $\err, $2b, "cpl\cpl: \desc"
         .endm
 
@@ -110,7 +100,7 @@ resetsegs:
         movl %es:\off, %eax
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "cpl\cpl: write/read at \sel:\off keeps running"
         CHECK_EQ \alias, %esi, "cpl\cpl: write at \sel:\off leaves guest RAM at \alias"
         .endm
@@ -153,7 +143,7 @@ rf_main:
 2:      ud2
         USER_END
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT_ALT $V_GP, $0x31, $0x30, $2b, "cpl3: #UD via a gate with CS 0x33 -> #GP(0x31) (EXT=1)"
         IDT_GATE $V_UD, $0x8e
         IDT_GATE $0x81, $0x0e
@@ -277,7 +267,7 @@ rf_main:
 2:      movl 0x100000, %eax
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT_TOL $V_GP, $0, $2b, "cpl\cpl: base 0xff000000 segment: offset 0x100000 beyond limit -> #GP(0)"
         .endr
 
@@ -302,7 +292,7 @@ rf_main:
         movl %gs:(%edi), %edx
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "cpl\cpl: wrap-around accesses"
         CHECK_EQ %ebx, %ecx, "cpl\cpl: base 0x1000 + offset 0xfffff800 reads linear 0x800"
         CHECK_EQ BUF+0x300, $0xc0dedbad, "cpl\cpl: base 0x200000 + offset wraps onto guest RAM (write)"

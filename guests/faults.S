@@ -20,16 +20,6 @@
         .set V_G3, 0x40                 # DPL3 interrupt gate -> CPL0 stub
         .set L_NP, 0x0c                 # LDT index 1: not-present data
 
-resetsegs:
-        pushl %eax
-        movw $RF_KDS, %ax
-        movw %ax, %ds
-        movw %ax, %es
-        movw %ax, %fs
-        movw %ax, %gs
-        popl %eax
-        ret
-
 # #TS handler: reached through a gate whose target is a conforming code
 # segment, so it runs at CPL3 on the user stack (no stack switch).  It
 # records the frame, repairs TSS.SS0 and goes back to CPL0 via USER_END.
@@ -58,7 +48,7 @@ ts_handler:
 2:      iretl
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT $\vec, $\err, $2b, "cpl\cpl: \desc"
         .endm
 
@@ -79,7 +69,7 @@ rf_main:
         movw %ax, %ds                   # #GP(0x80) -> #NP on gate 13 -> #DF
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT $V_DF, $0, $RF_ANY, "cpl\cpl: #GP with a not-present #GP gate -> #DF(0)"
         CHECK_EQ rf_x_count, $1, "cpl\cpl: exactly one exception reached a handler"
         CHECK_EQ rf_x_hss, $RF_KDS, "cpl\cpl: #DF handler runs on SS 0x10"
@@ -109,7 +99,7 @@ rf_main:
         movw $S_NPDATA, %ax
         movw %ax, %es                   # #NP(0x48) -> #NP on gate 11 -> #DF
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT $V_DF, $0, $RF_ANY, "cpl0: segment #NP with a not-present #NP gate -> #DF(0)"
         IDT_GATE $V_NP, $0x8e
 
@@ -167,7 +157,7 @@ rf_main:
 2:      movw %ax, %fs
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT $V_NP, $(L_NP|4), $2b, "cpl\cpl: not-present LDT selector -> #NP(0x0c) with TI=1"
         .endr
         xorl %eax, %eax

@@ -27,7 +27,7 @@
 # requires #GP(0).  Those checks use CHECK_FAULT_TOL; all others are strict.
 #
 # Test bodies that run with a non-flat DS address memory through %ss:
-# (SS is always the flat 0x10 or 0x23) and only CHECK after resetsegs or a
+# (SS is always the flat 0x10 or 0x23) and only CHECK after rf_reset_segs or a
 # TRY recovery (the CHECK macros need a flat DS).
         .include "rf.inc"
         .include "paging.inc"
@@ -57,17 +57,6 @@
         .set GDT2, BUF+0x2000           # copy of rf_gdt, S_A base BUF+0x100
         .set BIG, BUF+0x2400            # 64-slot GDT (limit 0x1ff) for aliasing
         .set LDT2, BUF+0x2800           # second LDT: L_D base BUF+0x200
-
-# All data segment registers back to the flat kernel data segment.
-resetsegs:
-        pushl %eax
-        movw $RF_KDS, %ax
-        movw %ax, %ds
-        movw %ax, %es
-        movw %ax, %fs
-        movw %ax, %gs
-        popl %eax
-        ret
 
 # One MOV site per register (selector in AX).  A fault here has EIP = the
 # label.
@@ -183,7 +172,7 @@ mk_big:
         movl $0xffffffff, %ecx
         movl %\seg, %ecx
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "\seg: 10 loads of 0x30"
         CHECK_EQ %ebx, $V_A0, "\seg: warm 0x30 reads base BUF"
         CHECK_EQ %ecx, $S_A, "\seg: mov from \seg reads 0x30"
@@ -211,7 +200,7 @@ mk_big:
         movw %ax, %\seg
         movl %\seg:0, %edi              # V_A0
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         call set_a
         CHECK_NOFAULT "\seg: base change sequence"
         CHECK_EQ %ebx, $V_A0, "\seg: warm 0x30 reads base BUF"
@@ -242,7 +231,7 @@ mk_big:
         popl %\seg                      # POP sets it too
         movzbl %ss:rf_gdt+S_A+5, %edi   # 0x93
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         call set_a
         CHECK_NOFAULT "\seg: loads with A=0"
         CHECK_EQ %ebx, $0x92, "\seg: accessed bit cleared in the GDT"
@@ -270,7 +259,7 @@ mk_big:
         call ld_\seg                    # #NP
         ENDTRY
 1:      orb $0x80, %ss:rf_gdt+S_A+5
-        call resetsegs
+        call rf_reset_segs
         CHECK_FAULT $V_NP, $S_A, $ld_\seg, "\seg: warm 0x30 marked not present -> #NP(0x30)"
         CHECK_EQ rf_x_\seg, $S_B, "\seg: register unchanged by the faulting load"
         CHECK_EQ %eax, $(0x0a0a0000+S_A), "\seg: EAX intact at the #NP"
@@ -295,7 +284,7 @@ mk_big:
 2:      popl %\seg
         ENDTRY
 1:      orb $0x80, %ss:rf_gdt+S_A+5
-        call resetsegs
+        call rf_reset_segs
         CHECK_FAULT $V_NP, $S_A, $2b, "\seg: pop of warm 0x30 marked not present -> #NP(0x30)"
         movl rf_x_hesp, %eax
         addl $12, %eax
@@ -306,7 +295,7 @@ mk_big:
         call ld_\seg
         movl %\seg:0, %ebx
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "\seg: present again: load works"
         CHECK_EQ %ebx, $V_A0, "\seg: present again: base BUF"
         .endm
@@ -322,7 +311,7 @@ mk_big:
         call ld_\seg
         ENDTRY
 1:      movb $0xf3, %ss:rf_gdt+S_U+5
-        call resetsegs
+        call rf_reset_segs
         CHECK_EQ %ebx, $V_U, "\seg: warm 0x43 (DPL3) at CPL0 reads its base"
         CHECK_FAULT $V_GP, $S_U, $ld_\seg, "\seg: 0x43 after DPL 3->0 -> #GP(0x40)"
         TRY 1f
@@ -330,7 +319,7 @@ mk_big:
         movw $S_A|3, %ax
         call ld_\seg
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT $V_GP, $S_A, $ld_\seg, "\seg: warm 0x30 then 0x33 (RPL3 > DPL0) -> #GP(0x30)"
         .endm
 
@@ -344,7 +333,7 @@ mk_big:
         call ld_\seg
         ENDTRY
 1:      movb $0x93, %ss:rf_gdt+S_A+5
-        call resetsegs
+        call rf_reset_segs
         CHECK_FAULT $V_GP, $S_A, $ld_\seg, "\seg: warm 0x30 rewritten as \desc -> #GP(0x30)"
         .endm
 
@@ -359,7 +348,7 @@ mk_big:
         movl %\seg:0, %ebx
         movzbl %ss:rf_gdt+S_A+5, %ecx
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "\seg: warm 0x30 rewritten as \desc: load works"
         CHECK_EQ %ebx, $V_A0, "\seg: \desc: reads base BUF"
         CHECK_EQ %ecx, $(\acc|1), "\seg: \desc: accessed bit set"
@@ -368,7 +357,7 @@ mk_big:
 2:      movl %ebx, %\seg:0x80
         ENDTRY
 1:      movb $0x93, %ss:rf_gdt+S_A+5
-        call resetsegs
+        call rf_reset_segs
         CHECK_FAULT_TOL $V_GP, $0, $2b, "\seg: write through \desc -> #GP(0)"
         movl $0, BUF+0x84
         TRY 1f
@@ -376,7 +365,7 @@ mk_big:
         call ld_\seg
         movl $0x77777777, %\seg:0x84
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "\seg: back to RW data: write works"
         CHECK_EQ BUF+0x84, $0x77777777, "\seg: back to RW data: write lands at BUF+0x84"
         .endm
@@ -394,7 +383,7 @@ mk_big:
         call ld_\seg
         movl %\seg:0x1000, %ebx
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "\seg: warm 0x30 rewritten as expand-down: load works"
         CHECK_EQ %ebx, $V_E0, "\seg: expand-down: offset 0x1000 reads BUF+0x1000"
         TRY 1f
@@ -403,7 +392,7 @@ mk_big:
 2:      movl %\seg:0, %ebx
         ENDTRY
 1:      movb $0x93, %ss:rf_gdt+S_A+5
-        call resetsegs
+        call rf_reset_segs
         CHECK_FAULT_TOL $V_GP, $0, $2b, "\seg: expand-down: offset 0 is below the limit -> #GP(0)"
         .endm
 
@@ -420,7 +409,7 @@ mk_big:
         call ld_\seg
         movl %\seg:0xfc, %ecx           # V_AFC
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "\seg: warm 0x30 with limit 0xff: load works"
         CHECK_EQ %ebx, $V_A1, "\seg: limit 0xfff: offset 0x100 reads"
         CHECK_EQ %ecx, $V_AFC, "\seg: limit 0xff: offset 0xfc reads"
@@ -428,7 +417,7 @@ mk_big:
         WARM \seg, S_A
 2:      movl %\seg:0x100, %ebx
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT_TOL $V_GP, $0, $2b, "\seg: limit 0xff: offset 0x100 -> #GP(0)"
         movw $0xfff, rf_gdt+S_A
         TRY 1f
@@ -436,7 +425,7 @@ mk_big:
         call ld_\seg
         movl %\seg:0x100, %ebx
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "\seg: limit 0xfff again: offset 0x100 works"
         CHECK_EQ %ebx, $V_A1, "\seg: limit 0xfff again: offset 0x100 reads"
         .endm
@@ -461,7 +450,7 @@ mk_big:
         movl %\seg:0, %esi              # V_A0
         ENDTRY
 1:      lgdt %ss:rf_gdtr
-        call resetsegs
+        call rf_reset_segs
         CHECK_NOFAULT "\seg: LGDT sequence"
         CHECK_EQ %ebx, $V_A0, "\seg: warm 0x30 with rf_gdt: base BUF"
         CHECK_EQ %ecx, $V_A1, "\seg: after LGDT of a copy: the copy's base"
@@ -473,14 +462,14 @@ mk_big:
         call ld_\seg
         ENDTRY
 1:      lgdt %ss:rf_gdtr
-        call resetsegs
+        call rf_reset_segs
         CHECK_FAULT $V_GP, $S_A, $ld_\seg, "\seg: warm 0x30 with GDT limit lowered to 0x2f -> #GP(0x30)"
         TRY 1f
         movw $S_A, %ax
         call ld_\seg
         movl %\seg:0, %ebx
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "\seg: GDT limit restored: load works"
         CHECK_EQ %ebx, $V_A0, "\seg: GDT limit restored: base BUF"
         .endm
@@ -532,7 +521,7 @@ mk_big:
         R 4, %edi                       # S_G
         movl %\seg, %edi
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "\seg: pops and memory sources"
         CHECK_EQ %ebx, $V_A0, "\seg: pop of warm 0x30: base BUF"
         CHECK_EQ %ecx, $V_B, "\seg: pop of 0x38: base BUF+0x200"
@@ -566,7 +555,7 @@ mk_big:
         jnz 9b
         popl %ebp
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "\seg: mov \off(%esp) -> \seg (10 times)"
         CHECK_EQ %edi, $0, "\seg: mov \off(%esp) -> \seg loads the selector stored there (\reg = 0x10)"
         .endm
@@ -618,7 +607,7 @@ rf_main:
         USER_END
         ENDTRY
 1:      movb $0xf3, %ss:rf_gdt+S_U+5
-        call resetsegs
+        call rf_reset_segs
         CHECK_EQ %ebx, $V_U, "cpl3: \s: warm 0x43 reads base BUF+0x300"
         CHECK_FAULT $V_GP, $S_U, $ld_\s, "cpl3: \s: 0x43 after DPL 3->0 -> #GP(0x40)"
         .endr
@@ -630,7 +619,7 @@ rf_main:
         call ld_es
         USER_END
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT $V_GP, $S_A, $ld_es, "cpl3: 0x30 (warm at CPL0) -> #GP(0x30)"
         TRY 1f
         WARM es, S_A
@@ -639,7 +628,7 @@ rf_main:
         call ld_es
         USER_END
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT $V_GP, $S_A, $ld_es, "cpl3: 0x33 (0x30 warm at CPL0) -> #GP(0x30)"
 
         NOTE "6: type changes"
@@ -718,7 +707,7 @@ rf_main:
         movzwl %ss:selmem, %eax
         R 0, %eax
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "null selectors 0/1/2/3 load (10 times)"
         CHECK_EQ %edi, $0, "every read-back in the loop matched"
         CHECK_EQ %ebx, $0, "mov %es, r32 reads 0"
@@ -732,14 +721,14 @@ rf_main:
         movl $(BUF+0x800), %ebx
 2:      movl %es:(%ebx), %eax
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT_TOL $V_GP, $0, $2b, "read through warm null ES -> #GP(0)"
         TRY 1f
         WARM gs, 3
         movl $(BUF+0x800), %ebx
 2:      movl %eax, %gs:(%ebx)
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT_TOL $V_GP, $0, $2b, "write through warm null GS (0x0003) -> #GP(0)"
         # the index-0 entry of the table must not stand for other selectors
         TRY 1f
@@ -747,21 +736,21 @@ rf_main:
         movw $0x100, %ax
         call ld_es
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT $V_GP, $0x100, $ld_es, "warm null 0 then 0x100 (beyond the GDT limit) -> #GP(0x100)"
         TRY 1f
         WARM es, 0
         movw $4, %ax
         call ld_es
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT $V_GP, $4, $ld_es, "warm null 0 then 4 (LDT index 0 with a null LDTR) -> #GP(0x4)"
         TRY 1f
         WARM gs, 3
         movw $0x103, %ax
         call ld_gs
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT $V_GP, $0x100, $ld_gs, "warm null 3 then 0x103 -> #GP(0x100)"
         # a real selector after a null one in the same register, and back
         TRY 1f
@@ -771,7 +760,7 @@ rf_main:
         WARM ds, 0
         movl %ds, %ecx
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "DS: null, 0x30, null"
         CHECK_EQ %ebx, $V_A0, "DS: 0x30 after null: base BUF"
         CHECK_EQ %ecx, $0, "DS: null again reads 0"
@@ -843,7 +832,7 @@ rf_main:
         movl %gs, %ebx
         orl %ebx, %eax
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "pop ds/es/fs/gs (10 times 0x30, then 0x30/0x38/0x60/0x58)"
         CHECK_EQ %edi, $0, "ESP back after 4 pushes and 4 pops"
         CHECK_EQ %esi, $0, "each register reads through its own base"
@@ -868,7 +857,7 @@ rf_main:
         movl %ss:rf_x_vec, %esi
         subb $1, %ss:rf_gdt+S_A+3
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         VEC_DEFAULT V_BP
         call set_a
         CHECK_EQ %esi, $V_BP, "int3 (resume mode) taken"
@@ -882,7 +871,7 @@ rf_main:
         WARM gs, 3
 2:      ud2
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT $V_UD, $0, $2b, "ud2 after warm loads"
         CHECK_EQ rf_x_ds, $S_F, "the #UD stub pushes DS 0x58"
         CHECK_EQ rf_x_es, $S_B, "the #UD stub pushes ES 0x38"
@@ -902,7 +891,7 @@ rf_main:
 2:      movw %es:(%esi), %gs
         movl %gs, %edi
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT_TOL $V_GP, $0, $2b, "mov %es:(%esi), %gs with a null ES -> #GP(0)"
         CHECK_EQ %eax, $(0x0a0a0000+S_B), "EAX intact"
         CHECK_EQ %ebx, $0x0b0b0b0b, "EBX intact"
@@ -938,7 +927,7 @@ rf_main:
         decl %ecx
         jnz 9b
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "GDT limit 0x1ff: 0x30/0x130/0xb0/0x1b0 alternately (100 times)"
         CHECK_EQ %edi, $0, "each reads its own base"
         # 0x130 warm with the big GDT, then LGDT rf_gdt (limit 0x7f)
@@ -949,7 +938,7 @@ rf_main:
         call ld_fs
         ENDTRY
 1:      lgdt %ss:rf_gdtr
-        call resetsegs
+        call rf_reset_segs
         CHECK_EQ %ebx, $V_A1, "warm 0x130 (GDT limit 0x1ff) reads BUF+0x100"
         CHECK_FAULT $V_GP, $0x130, $ld_fs, "after LGDT with limit 0x7f: 0x130 -> #GP(0x130)"
         TRY 1f
@@ -957,7 +946,7 @@ rf_main:
         movw $0x130, %ax
         call ld_ds
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT $V_GP, $0x130, $ld_ds, "GDT limit 0x7f: warm 0x30 then 0x130 -> #GP(0x130)"
 
 # ------------------------------------------------------------------------
@@ -977,7 +966,7 @@ rf_main:
         decl %ecx
         jnz 9b
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "DS = 0x30/0x38 alternately 1000 times"
         CHECK_EQ %edi, $0, "DS: each load reads its own base"
         # four selectors rotated through four registers, from a table
@@ -1020,7 +1009,7 @@ rf_main:
         decl %ecx
         jnz 9b
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "0x30/0x38/0x58/0x60 rotated through DS/ES/FS/GS 100000 times"
         CHECK_EQ %edi, $0, "rotation: each load reads its own base"
 
@@ -1055,7 +1044,7 @@ rf_main:
         call ld_\s
         movl %\s:0, %edx                # V_B
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "\s: LDT sequence"
         CHECK_EQ %ebx, $V_A0, "\s: warm 0x0c (LDT) reads base BUF"
         CHECK_EQ %ecx, $V_A1, "\s: LDT entry base changed: reload reads BUF+0x100"
@@ -1069,7 +1058,7 @@ rf_main:
         movw $L_D, %ax
         call ld_\s
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_EQ %ebx, $V_B, "\s: LDTR keeps LDT2 until LLDT"
         CHECK_FAULT $V_GP, $L_D, $ld_\s, "\s: LLDT of the same selector with limit 7: 0x0c -> #GP(0xc)"
         GDT_DESC $S_LDT, $rf_ldt, $(RF_LDT_SLOTS*8-1), $0x82, $0
@@ -1083,7 +1072,7 @@ rf_main:
         movw $L_D, %ax
         call ld_\s
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         movw $S_LDT, %ax
         lldt %ax
         CHECK_EQ %ebx, $V_A0, "\s: rf_ldt again: base BUF"
@@ -1136,7 +1125,7 @@ rf_main:
         WARM gs, S_G
         EXPECT gs, 0, V_G
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "200 different descriptors through ES while FS/GS hold 0x58/0x60"
         CHECK_EQ res, $0, "every new descriptor gives its base; FS and GS keep theirs"
         CHECK_EQ %edi, $0, "0x30/0x38/0x58/0x60 loaded again afterwards read their bases"
@@ -1159,7 +1148,7 @@ rf_main:
         pushl %fs
         popl %ebx
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "pushl %fs of a warm selector"
         CHECK_EQ %ebx, $S_F, "pushl %fs pushes 0x58"
         BELOW ds, -4, %eax
@@ -1207,7 +1196,7 @@ rf_main:
         call ld_es
         movl %es:0, %edx                # V_U
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         movb $0xf3, rf_gdt+S_U+5
         GDT_DESC $S_U, $(BUF+0x300), $0xfff, $0xf3, $0x4
         CHECK_NOFAULT "cpl0/cpl3 sequence"
@@ -1269,7 +1258,7 @@ rf_main:
         EXPECT gs, 0, V_A0
         movl %edi, %ss:res+12
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         PG_SETPTE $rf_gdt, $(rf_gdt+PG_P+PG_RW)
         PG_INVLPG $rf_gdt
         call pg_leave

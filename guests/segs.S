@@ -26,16 +26,6 @@
         .set S_SS, 0x70                 # small stack segment (rewritten)
         .set S_CONF, 0x78               # DPL0 conforming readable code, base BUF
 
-resetsegs:
-        pushl %eax
-        movw $RF_KDS, %ax
-        movw %ax, %ds
-        movw %ax, %es
-        movw %ax, %fs
-        movw %ax, %gs
-        popl %eax
-        ret
-
 # Loading `sel` into `seg` faults with vec(err); EIP must be at the MOV.
         .macro LOADF cpl, seg, sel, vec, err, desc
         TRY 1f
@@ -44,7 +34,7 @@ resetsegs:
 2:      movw %ax, %\seg
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT $\vec, $\err, $2b, "cpl\cpl: mov \sel to \seg -> \desc"
         .endm
 
@@ -65,7 +55,7 @@ resetsegs:
         movw %ax, %\seg
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "cpl\cpl: mov \sel to \seg \desc"
         CHECK_EQ %ebx, $\sel, "cpl\cpl: mov from \seg to r32 reads \sel zero-extended"
         .endm
@@ -162,7 +152,7 @@ setup_gdt:
         subl %ebp, %edi
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "cpl\cpl: push/pop of segment registers"
         CHECK_EQ %ecx, $-4, "cpl\cpl: pushl %fs moves ESP by 4"
         CHECK_EQ %edx, $0, "cpl\cpl: popl %es moves ESP back"
@@ -195,7 +185,7 @@ setup_gdt:
         movw %gs, %si
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "cpl\cpl: lfs/lgs"
         CHECK_EQ %eax, $0x12345678, "cpl\cpl: lfs loads the offset"
         CHECK_EQ %ecx, $0x12345678, "cpl\cpl: lgs loads the offset"
@@ -217,7 +207,7 @@ setup_gdt:
         movl %ebp, %ds
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "cpl\cpl: lds/les"
         CHECK_EQ %esi, $0x0badf00d, "cpl\cpl: lds loads the offset"
         CHECK_EQ %edi, $0x0badf00d, "cpl\cpl: les loads the offset"
@@ -285,7 +275,7 @@ setup_gdt:
         subb $1, rf_gdt+S_SMALL+3
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "cpl\cpl: base/cache sequence"
         CHECK_EQ %ebx, $0x22222222, "cpl\cpl: read via FS (base BUF) offset 0x10"
         CHECK_EQ %esi, $0x33333333, "cpl\cpl: read via FS offset 0x110"
@@ -303,7 +293,7 @@ setup_gdt:
         movw %ax, %es
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "cpl\cpl: load of a descriptor with A=0"
         movzbl rf_gdt+S_NA+5, %eax
         CHECK_EQ %eax, $0xf3, "cpl\cpl: segment load sets the accessed bit in the GDT"
@@ -360,7 +350,7 @@ setup_gdt:
         movl %ds, %ecx
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "cpl\cpl: readable code segment loads into DS"
         CHECK_EQ %ebx, $0x22222222, "cpl\cpl: read through a readable code segment"
         CHECK_EQ %ecx, $S_CRD|3, "cpl\cpl: DS reads back the code selector"
@@ -371,7 +361,7 @@ setup_gdt:
 2:      movl %eax, 0x800
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT_TOL $V_GP, $0, $2b, "cpl\cpl: write through a code segment in DS -> #GP(0)"
         TRY 1f
         AT_CPL \cpl
@@ -381,7 +371,7 @@ setup_gdt:
 2:      movl %eax, %es:0x800
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_EQ %ebx, $0x44444444, "cpl\cpl: read through read-only data"
         CHECK_FAULT_TOL $V_GP, $0, $2b, "cpl\cpl: write through read-only data -> #GP(0)"
         # conforming code segment: no privilege check for data loads
@@ -392,7 +382,7 @@ setup_gdt:
         movl %fs:0x10, %ebx
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "cpl\cpl: DPL0 conforming readable code (RPL3) loads into FS"
         CHECK_EQ %ebx, $0x22222222, "cpl\cpl: read through conforming code segment"
         # null selectors
@@ -406,7 +396,7 @@ setup_gdt:
         movl %fs, %ecx
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "cpl\cpl: null selectors load into FS/GS"
         CHECK_EQ %ebx, $3, "cpl\cpl: GS reads back null selector 0x0003"
         CHECK_EQ %ecx, $0, "cpl\cpl: FS reads back null selector 0"
@@ -418,7 +408,7 @@ setup_gdt:
 2:      movl (%ebx), %eax
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT_TOL $V_GP, $0, $2b, "cpl\cpl: read through null DS -> #GP(0)"
         TRY 1f
         AT_CPL \cpl
@@ -428,7 +418,7 @@ setup_gdt:
 2:      stosl
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT_TOL $V_GP, $0, $2b, "cpl\cpl: stosl through null ES -> #GP(0)"
         # MOV to CS does not exist
         TRY 1f
@@ -446,7 +436,7 @@ setup_gdt:
 2:      popl %es
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT $V_GP, $S_XO, $2b, "cpl\cpl: pop %es of an execute-only selector -> #GP(0x48)"
         .if \cpl == 3
         CHECK_EQ rf_x_esp, %esi, "cpl3: ESP unchanged by the faulting pop"
@@ -472,7 +462,7 @@ setup_gdt:
         movb %fs:0xfff, %cl
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "cpl\cpl: accesses up to the limit (0xfff) work"
         CHECK_EQ %ebx, $0x44444444, "cpl\cpl: dword at the limit"
         .irp acc, "movl %fs:0xffd, %eax", "movb %fs:0x1000, %al", "movl %eax, %fs:0x1000", "movw %fs:0xfffff000, %ax"
@@ -483,7 +473,7 @@ setup_gdt:
 2:      \acc
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT_TOL $V_GP, $0, $2b, "cpl\cpl: beyond the limit: \acc -> #GP(0)"
         .endr
         # expand-down, 16-bit: valid offsets 0xf000..0xffff
@@ -495,7 +485,7 @@ setup_gdt:
         movl %es:0xfffc, %ecx
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "cpl\cpl: expand-down (B=0) offsets 0xf000 and 0xfffc are valid"
         CHECK_EQ %ebx, $0x11111111, "cpl\cpl: expand-down offset 0xf000 reads base+0xf000"
         CHECK_EQ %ecx, $0x44444444, "cpl\cpl: expand-down offset 0xfffc reads base+0xfffc"
@@ -507,7 +497,7 @@ setup_gdt:
 2:      \acc
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT_TOL $V_GP, $0, $2b, "cpl\cpl: expand-down B=0 invalid: \acc -> #GP(0)"
         .endr
         # expand-down, 32-bit, 4 KiB granular: valid 0xfffff000..0xffffffff
@@ -519,7 +509,7 @@ setup_gdt:
         movl %es:0xfffffffc, %ecx
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_NOFAULT "cpl\cpl: expand-down (B=1,G=1) offsets 0xfffff000.. are valid"
         CHECK_EQ %ebx, $0x11111111, "cpl\cpl: expand-down B=1 offset 0xfffff000 wraps to BUF"
         CHECK_EQ %ecx, $0x44444444, "cpl\cpl: expand-down B=1 offset 0xfffffffc wraps to BUF+0xffc"
@@ -531,7 +521,7 @@ setup_gdt:
 2:      \acc
         END_CPL \cpl
         ENDTRY
-1:      call resetsegs
+1:      call rf_reset_segs
         CHECK_FAULT_TOL $V_GP, $0, $2b, "cpl\cpl: expand-down B=1 invalid: \acc -> #GP(0)"
         .endr
         .endm
