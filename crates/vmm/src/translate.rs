@@ -7,7 +7,7 @@
 //! Pure logic: the cache is a byte buffer whose host address is known; the host layer
 //! only provides the buffer and the 64-bit exit stub encoding.
 
-use iced_x86::{CpuidFeature, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{CpuidFeature, Decoder, DecoderOptions, FlowControl, Instruction, MemoryOperand, Mnemonic, OpAccess, OpKind, Register};
 use crate::fxhash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
 
@@ -22,19 +22,19 @@ pub struct Key {
     /// Mode bits: bit0 CR0.TS, bit1 CR0.EM, bit2 CR4.OSFXSR, bit3 CR0.MP (FPU availability);
     /// bit4: RDTSC may run natively (guest TSC = host TSC and CR4.TSD does not apply).
     pub fpu: u8,
-    /// FS and GS bases to fold into FS:/GS:-prefixed memory operands (see `fold_segment`),
-    /// when the segment and DS allow it (`None` otherwise).
-    pub fs_fold: Option<u32>,
-    pub gs_fold: Option<u32>,
+    /// Guest CPL3 with a flat DS and a 4 GiB GS: GS:-prefixed memory operands address
+    /// through DS with the GS base read at run time (`emit_tls`). Blocks without such an
+    /// operand are keyed without it (`agnostic`).
+    pub tls: bool,
 }
 
 /// Everything in a key but the address: translations of one context may jump to each
 /// other through the inline lookup tables.
-pub type Context = (u32, u32, u8, u8, Option<u32>, Option<u32>);
+pub type Context = (u32, u32, u8, u8, bool);
 
 impl Key {
     pub fn context(&self) -> Context {
-        (self.cs_base, self.cs_limit, self.cpl, self.fpu, self.fs_fold, self.gs_fold)
+        (self.cs_base, self.cs_limit, self.cpl, self.fpu, self.tls)
     }
 
     pub fn eip(&self) -> u32 {
@@ -44,10 +44,10 @@ impl Key {
         Key { lin: self.cs_base.wrapping_add(eip), ..*self }
     }
 
-    /// The same key for a block with no FS/GS-prefixed memory operand: valid whatever the
-    /// FS/GS bases (processes differ in their TLS base, not in their code).
+    /// The same key for a block with no TLS operand (`tls_operand`): valid whatever DS
+    /// and GS are.
     pub fn agnostic(&self) -> Key {
-        Key { fs_fold: None, gs_fold: None, ..*self }
+        Key { tls: false, ..*self }
     }
 }
 
@@ -57,7 +57,7 @@ pub enum SiteKind {
     /// Interpret this guest instruction (sensitive, indirect branch, return, invalid).
     /// `fill`: the instruction is the miss path of an inline lookup; afterwards the monitor
     /// enters the target in that context's table.
-    /// `agnostic`: the site's block is valid in every FS/GS-fold context (see
+    /// `agnostic`: the site's block is valid in TLS and non-TLS contexts (see
     /// `TCache::lookup`), so its table may only name blocks that are too.
     Emulate(Box<Instruction>, bool, bool),
     /// x87/MMX/SSE instruction that must raise #NM or #UD in the current FPU mode.
@@ -113,6 +113,12 @@ pub struct Scratch {
     pub done: u8,
     /// The instruction right after an inline STI: interrupts wait until it has run.
     pub sti_shadow: bool,
+    /// A TLS access (`emit_tls`): the guest's register `.0` is saved at ESP + `.1` (a
+    /// fault or kick here restores it before anything else).
+    pub saved: Option<(u8, i8)>,
+    /// The instruction starts with a store below ESP that the guest instruction does not
+    /// make (`emit_tls`): a fault there is not the guest's.
+    pub scratch_store: bool,
 }
 
 /// A chained jump into a block: where its rel32 is and what it links to.
@@ -170,6 +176,8 @@ pub struct TCache {
     /// Lookup tables are allocated downwards from the end of the cache (blocks grow
     /// upwards from `top`), so a block can name a table it needs without interleaving it.
     tables_bottom: usize,
+    /// Key -> block index, for live and parked blocks (parking and reviving leave it alone;
+    /// `lookup` only returns live blocks).
     map: HashMap<Key, usize>,
     pub blocks: Vec<Block>,
     /// TC start offset -> block index, for mapping host faults back.
@@ -183,13 +191,13 @@ pub struct TCache {
     tables: HashMap<Context, usize>,
     /// Chained jumps into each block (by TC start offset).
     incoming: HashMap<usize, Vec<Incoming>>,
-    /// Links and table entries from blocks shared by all FS/GS contexts to blocks made for
-    /// one (`ctx_fold`): undone when the context changes. (rel32 position, previous rel32)
+    /// Links and table entries from blocks shared by TLS and non-TLS contexts to blocks
+    /// made for one: undone when the context changes. (rel32 position, previous rel32)
     /// for links; table entry offsets for lookup-table entries.
     ctx_links: Vec<(usize, u32)>,
     ctx_entries: Vec<(usize, u32)>,
-    /// The context (shared context, FS/GS folds) those links and entries were made for.
-    ctx_owner: Option<(Context, Option<u32>, Option<u32>)>,
+    /// The context (shared context, TLS or not) those links and entries were made for.
+    ctx_owner: Option<(Context, bool)>,
     pub stats: TcStats,
     exit_stub: fn(u32) -> [u8; 19],
     /// The way `fill_entry` replaced last in a full set.
@@ -224,19 +232,15 @@ const STUB32: usize = 7;
 /// Lookup tables are two-way set-associative, sets of two 8-byte entries: 8192 sets for
 /// CPL0 contexts (the kernel: one context, and the most distinct return addresses; with
 /// 4096 sets, conflicts made 290k of W2's 320k interpreted kernel RETs), 4096 for CPL3
-/// contexts shared by all processes, 256 for the CPL3 contexts of one process's TLS bases
-/// (only blocks with folded FS/GS operands use them; each new process makes one, and at
-/// 64 KiB apiece W2's thousand processes filled the cache with tables: 5 flushes).
+/// contexts (shared by all processes).
 const SMALL_SETS: u32 = 4096;
 const BIG_SETS: u32 = 8192;
-const FOLD_SETS: u32 = 256;
 
 /// The number of sets of the lookup table of context `ctx`.
 fn table_sets(ctx: &Context) -> u32 {
     match ctx {
         (_, _, 0, ..) => BIG_SETS,
-        (.., None, None) => SMALL_SETS,
-        _ => FOLD_SETS,
+        _ => SMALL_SETS,
     }
 }
 
@@ -266,7 +270,11 @@ pub const FAST_RECORD: usize = USER_SEL + 4 * crate::fastsys::USER_SEL_ENTRIES;
 /// entry (control registers only change in the monitor): how translated MOV r32, CRn reads
 /// them. Linux's page-fault handler reads CR2 at every fault (W2: 52 per fork+exec).
 pub const CR_MIRROR: usize = FAST_RECORD + crate::fastsys::RECORD_BYTES;
-const DATA_BYTES: usize = CR_MIRROR + 20;
+/// The guest's GS base while it runs at CPL3 (written by the monitor before such entries;
+/// inline SYSEXIT only continues into the user context entered last): TLS accesses add it
+/// at run time (`emit_tls`).
+pub const TLS_BASE: usize = CR_MIRROR + 20;
+const DATA_BYTES: usize = TLS_BASE + 4;
 /// Bytes of the largest lookup table.
 const TABLE_BYTES: usize = BIG_SETS as usize * 16;
 const STUB64: usize = 19;
@@ -821,34 +829,120 @@ pub const VSYS_MASK: u32 = 0x100 | 0x3000 | 0x4000 | 0x4_0000 | 0x20_0000;
 
 /// Guest TLS (glibc keeps thread variables at negative offsets from the GS base) makes
 /// `gs:[x]` wrap around 4 GiB, which a shadow segment truncated below the monitor region
-/// cannot express, so every such access would trap. When FS/GS is a 4 GiB data segment with
-/// base B and DS is flat (base 0, 4 GiB), `fs/gs:[base + index*scale + disp]` addresses
-/// exactly the linear address `ds:[base + index*scale + (disp + B)]` (32-bit address
-/// arithmetic wraps the same way), so the instruction is re-encoded that way. The key holds
-/// B, so a different base (another thread) gets its own translation.
+/// cannot express, so every such access would trap. When GS is a 4 GiB data segment with
+/// base B and DS is flat (`Key::tls`), `gs:[base + index*scale + disp]` is exactly the
+/// linear address `ds:[B + base + index*scale + disp]` (32-bit address arithmetic wraps
+/// the same way); `emit_tls` addresses it so with B read at run time, which keeps the
+/// block valid in every process whatever its TLS base.
 ///
-/// An operand at a small constant offset (`gs:[0x14]`, the stack-protector canary in
-/// every busybox function; `gs:[0]`, the thread pointer) is left alone: it lies inside
-/// the shadow segment natively (if not, the host faults and the access is emulated), and
-/// the block stays valid in every process (W2 re-translated ~265 such blocks per exec).
-fn fold_segment(i: &Instruction, key: &Key) -> Option<Vec<u8>> {
-    let base = match i.segment_prefix() {
-        Register::FS => key.fs_fold?,
-        Register::GS => key.gs_fold?,
-        _ => return None,
-    };
-    if !(0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Memory) || i.memory_base().size() == 2 || i.memory_displ_size() == 2 {
+/// Whether `i` has such an operand to rewrite: a GS-prefixed memory access (not LEA, which
+/// ignores the segment) with 32-bit addressing, except at a constant offset below 64 KiB
+/// (`gs:[0x14]`, the stack-protector canary in every busybox function; `gs:[0]`, the
+/// thread pointer), which lies inside the shadow segment natively (if not, the host
+/// faults and the access is emulated).
+fn tls_operand(i: &Instruction) -> bool {
+    i.segment_prefix() == Register::GS
+        && i.mnemonic() != Mnemonic::Lea
+        && (0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Memory)
+        && i.memory_base().size() != 2
+        && i.memory_index().size() != 2
+        && i.memory_displ_size() != 2
+        && !(i.memory_base() == Register::None && i.memory_index() == Register::None && i.memory_displacement32() < 0x1_0000)
+}
+
+/// Emits the TLS instruction `i` (`tls_operand`) at `tc[at..]` addressing through DS with
+/// the GS base from the cache's data area (`TLS_BASE`, written by the monitor before every
+/// entry at CPL3):
+///
+/// ```text
+///   mov %S,-8(%esp)              S: a register the instruction does not use
+///   mov %cs:TLS_BASE,%S
+///   [lea (%S,%base),%S]          the operand has both a base and an index
+///   op ds:disp(%S,%index,scale)  or disp(%S,%base) / disp(%esp,%S) / disp(%S)
+///   mov -8-inc(%esp),%S          inc: the instruction's own ESP change (PUSH/POP m)
+/// ```
+/// Flags are untouched. The save is the instruction's boundary, but its store is
+/// ringfold's, not the guest's (`Scratch::scratch_store`: a fault there is not the
+/// guest's). From the load of the base through the access, S is saved at ESP-8
+/// (`Scratch::saved`: a fault or kick there restores it first); the restore cannot fault
+/// and resumes exactly. None (copy the instruction as it is) if no register is free or
+/// the instruction writes ESP other than by pushing or popping.
+fn emit_tls(tc: &mut [u8], at: usize, i: &Instruction, tls_base: u32, insns: &mut Vec<(usize, u32, Scratch)>) -> Option<usize> {
+    let mut factory = iced_x86::InstructionInfoFactory::new();
+    let info = factory.info(i);
+    let used = |r: Register| info.used_registers().iter().any(|u| u.register().full_register32() == r);
+    let inc = i.stack_pointer_increment();
+    let writes_esp = info.used_registers().iter().any(|u| {
+        u.register().full_register32() == Register::ESP && matches!(u.access(), OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite)
+    });
+    if (writes_esp && inc == 0) || (inc != 0 && (0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Register && i.op_register(n).full_register32() == Register::ESP)) {
         return None;
     }
-    if i.memory_base() == Register::None && i.memory_index() == Register::None && i.memory_displacement32() < 0x1_0000 {
-        return None;
-    }
+    // EBP last: as a base it would default to SS (the DS prefix below overrides that, but
+    // a shorter encoding is as good).
+    let s = [Register::EAX, Register::ECX, Register::EDX, Register::EBX, Register::ESI, Register::EDI, Register::EBP].into_iter().find(|&r| !used(r))?;
+    let (base, index) = (i.memory_base(), i.memory_index());
+    let eip = i.ip32();
     let mut j = *i;
-    j.set_segment_prefix(Register::DS);
-    j.set_memory_displacement32(i.memory_displacement32().wrapping_add(base));
-    j.set_memory_displ_size(4);
+    // The moffs forms of MOV have no ModRM: use the general ones (same operand order).
+    use iced_x86::Code as C;
+    match i.code() {
+        C::Mov_AL_moffs8 => j.set_code(C::Mov_r8_rm8),
+        C::Mov_AX_moffs16 => j.set_code(C::Mov_r16_rm16),
+        C::Mov_EAX_moffs32 => j.set_code(C::Mov_r32_rm32),
+        C::Mov_moffs8_AL => j.set_code(C::Mov_rm8_r8),
+        C::Mov_moffs16_AX => j.set_code(C::Mov_rm16_r16),
+        C::Mov_moffs32_EAX => j.set_code(C::Mov_rm32_r32),
+        _ => {}
+    }
+    let d = i.memory_displacement32() as i32;
+    j.set_memory_displ_size(if (-128..128).contains(&d) { 1 } else { 4 });
+    let mut lea = None;
+    match (base, index) {
+        (Register::None, _) => j.set_memory_base(s),
+        (Register::ESP, Register::None) => {
+            j.set_memory_index(s);
+            j.set_memory_index_scale(1);
+        }
+        (b, Register::None) => {
+            j.set_memory_base(s);
+            j.set_memory_index(b);
+            j.set_memory_index_scale(1);
+        }
+        (b, _) => {
+            lea = Some(b);
+            j.set_memory_base(s);
+        }
+    }
+    // A base of ESP or EBP would address SS by default.
+    j.set_segment_prefix(if matches!(j.memory_base(), Register::ESP | Register::EBP) { Register::DS } else { Register::None });
+    let op = enc_one(&j, eip)?;
+    let sn = s.number() as u8 & 7;
+    let mut c = at;
+    if let Some(r) = insns.last_mut().filter(|r| r.0 == at) {
+        r.2.scratch_store = true;
+    }
+    put(tc, &mut c, &[0x89, 0x44 | (sn << 3), 0x24, 0xF8]); // mov %S,-8(%esp)
+    insns.push((c, eip, Scratch { saved: Some((sn, -8)), ..Scratch::default() }));
+    put(tc, &mut c, &[0x2E, 0x8B, 0x05 | (sn << 3)]); // mov %cs:TLS_BASE,%S
+    put(tc, &mut c, &tls_base.to_le_bytes());
+    if let Some(b) = lea {
+        // lea (%S,%b),%S (ESP can only be a base: then S is the index).
+        let m = if b == Register::ESP { MemoryOperand::with_base_index(b, s) } else { MemoryOperand::with_base_index(s, b) };
+        let lea = Instruction::with2(iced_x86::Code::Lea_r32_m, s, m).ok()?;
+        put(tc, &mut c, &enc_one(&lea, eip)?);
+    }
+    put(tc, &mut c, &op);
+    insns.push((c, eip, Scratch { raw_ok: true, ..Scratch::default() }));
+    let back = (-8i32 - inc) as i8;
+    put(tc, &mut c, &[0x8B, 0x44 | (sn << 3), 0x24, back as u8]); // mov -8-inc(%esp),%S
+    Some(c)
+}
+
+/// One instruction's 32-bit encoding.
+fn enc_one(i: &Instruction, ip: u32) -> Option<Vec<u8>> {
     let mut enc = iced_x86::Encoder::new(32);
-    enc.encode(&j, i.ip()).ok()?;
+    enc.encode(i, ip as u64).ok()?;
     Some(enc.take_buffer())
 }
 
@@ -925,17 +1019,14 @@ fn emit_lookup(
     }
     // ECX = table_index(EIP, sets) * 16 (the offset of a set of two entries), flags
     // untouched: the 16-bit truncation comes after *16 (4096 sets) or between *8 and *2
-    // (8192 sets); 256 sets truncate to 8 bits before both.
+    // (8192 sets).
     put(tc, &mut c, &[0x0F, 0xB6, 0xCC]); // movzx %ah,%ecx: EIP bits 8..15
     put(tc, &mut c, &[0x89, 0xC2, 0x0F, 0xCA]); // mov %eax,%edx; bswap %edx
     put(tc, &mut c, &[0x0F, 0xB6, 0xD6]); // movzx %dh,%edx: EIP bits 16..23
     put(tc, &mut c, &[0x8D, 0x0C, 0x91]); // lea (%ecx,%edx,4),%ecx
     put(tc, &mut c, &[0x8D, 0x0C, 0x08]); // lea (%eax,%ecx),%ecx
-    if sets == FOLD_SETS {
-        put(tc, &mut c, &[0x0F, 0xB6, 0xC9]); // movzx %cl,%ecx
-    }
     put(tc, &mut c, &[0x8D, 0x0C, 0xCD, 0, 0, 0, 0]); // lea 0(,%ecx,8),%ecx
-    debug_assert!(sets == SMALL_SETS || sets == BIG_SETS || sets == FOLD_SETS);
+    debug_assert!(sets == SMALL_SETS || sets == BIG_SETS);
     if sets != SMALL_SETS {
         put(tc, &mut c, &[0x0F, 0xB7, 0xC9]); // movzx %cx,%ecx
         put(tc, &mut c, &[0x8D, 0x0C, 0x09]); // lea (%ecx,%ecx),%ecx
@@ -1279,24 +1370,29 @@ impl TCache {
         self.stats.flushes += 1;
     }
 
-    /// The translation for `key`: one made for its FS/GS bases, or one that needs none.
-    pub fn lookup(&self, key: &Key) -> Option<u32> {
-        let off = match self.map.get(key) {
-            Some(o) => Some(o),
-            None if key.gs_fold.is_some() || key.fs_fold.is_some() => self.map.get(&key.agnostic()),
-            None => None,
-        };
-        off.map(|off| self.host_base + *off as u32)
+    /// The live translation for `key` itself, if any.
+    fn live(&self, key: &Key) -> Option<u32> {
+        let b = &self.blocks[*self.map.get(key)?];
+        b.live.then_some(self.host_base + b.start as u32)
     }
 
-    /// Whether the translation at `host` is valid in every FS/GS-fold context of `key`.
+    /// The translation for `key`: one made for its context, or one valid in the TLS and
+    /// non-TLS contexts alike.
+    pub fn lookup(&self, key: &Key) -> Option<u32> {
+        match self.live(key) {
+            None if key.tls => self.live(&key.agnostic()),
+            h => h,
+        }
+    }
+
+    /// Whether the translation at `host` is valid in the TLS and non-TLS contexts of `key`.
     pub fn is_agnostic(&self, key: &Key, host: u32) -> bool {
-        self.map.get(&key.agnostic()).is_some_and(|o| self.host_base + *o as u32 == host)
+        self.live(&key.agnostic()) == Some(host)
     }
 
     /// Whether the block at `key` (up to its first control transfer, within its page) has
-    /// a memory operand that `fold_segment` would rewrite with the FS/GS base.
-    fn needs_fold(key: &Key, fetch: &mut impl FnMut(u32, &mut [u8]) -> usize, max_insns: usize) -> bool {
+    /// an operand that `emit_tls` would rewrite.
+    fn needs_tls(key: &Key, fetch: &mut impl FnMut(u32, &mut [u8]) -> usize, max_insns: usize) -> bool {
         let mut eip = key.eip();
         for _ in 0..max_insns {
             let lin = key.cs_base.wrapping_add(eip);
@@ -1310,7 +1406,7 @@ impl TCache {
             if dec.last_error() != iced_x86::DecoderError::None {
                 return false;
             }
-            if fold_segment(&i, key).is_some() {
+            if tls_operand(&i) {
                 return true;
             }
             // Blocks go on past conditional branches (scanning further than a block
@@ -1390,19 +1486,19 @@ impl TCache {
         t
     }
 
-    /// The FS/GS-fold context about to run (before every entry): links and table entries
+    /// The TLS context about to run (before every entry): links and table entries
     /// from shared blocks into another context's blocks are undone.
     /// Only code of the same shared context can reach them (CPL0 code, for one, cannot).
-    pub fn set_fold_context(&mut self, tc: &mut [u8], key: &Key) {
+    pub fn set_tls_context(&mut self, tc: &mut [u8], key: &Key) {
         match self.ctx_owner {
-            Some((ctx, fs, gs)) if ctx == key.agnostic().context() && (fs, gs) != (key.fs_fold, key.gs_fold) => self.undo_ctx(tc),
+            Some((ctx, tls)) if ctx == key.agnostic().context() && tls != key.tls => self.undo_ctx(tc),
             _ => {}
         }
     }
 
     /// Makes `key`'s context the owner of context-only links (undoing another owner's).
     fn own_ctx(&mut self, tc: &mut [u8], key: &Key) {
-        let owner = (key.agnostic().context(), key.fs_fold, key.gs_fold);
+        let owner = (key.agnostic().context(), key.tls);
         if self.ctx_owner != Some(owner) {
             self.undo_ctx(tc);
             self.ctx_owner = Some(owner);
@@ -1411,7 +1507,7 @@ impl TCache {
 
     fn undo_ctx(&mut self, tc: &mut [u8]) {
         // The entries are in the table of the owner's shared context.
-        let sets = self.ctx_owner.take().map_or(SMALL_SETS, |(ctx, _, _)| table_sets(&ctx));
+        let sets = self.ctx_owner.take().map_or(SMALL_SETS, |(ctx, _)| table_sets(&ctx));
         for (pos, rel) in std::mem::take(&mut self.ctx_links) {
             self.write_rel32(tc, pos, rel);
         }
@@ -1520,7 +1616,7 @@ impl TCache {
         let (key, start, was_live) = (b.key, b.start, b.live);
         self.blocks[bi].live = false;
         self.blocks[bi].suspended = false;
-        if self.map.get(&key) == Some(&start) {
+        if self.map.get(&key) == Some(&bi) {
             self.map.remove(&key);
         }
         let incoming = self.incoming.remove(&start).unwrap_or_default();
@@ -1591,7 +1687,6 @@ impl TCache {
                 continue;
             }
             let straddles = b.lin_end != b.key.lin && b.lin_end.wrapping_sub(1) >> 12 != page;
-            let (key, start) = (b.key, b.start);
             if straddles || b.key.lin >> 12 != page {
                 if !self.kill_block(tc, bi) {
                     return;
@@ -1601,9 +1696,6 @@ impl TCache {
             if !self.park(tc, bi) {
                 self.flush();
                 return;
-            }
-            if self.map.get(&key) == Some(&start) {
-                self.map.remove(&key);
             }
             self.blocks[bi].live = false;
             self.blocks[bi].suspended = true;
@@ -1631,10 +1723,9 @@ impl TCache {
     }
 
     /// Guest page `page` maps the same physical page again: its parked blocks run again,
-    /// except those made for other FS/GS bases than `folds` (other processes' TLS), which
-    /// stay parked for when their context looks up code on the page. (Reviving every
-    /// process's blocks made each switch park and revive all of them again: W2 1.5x.)
-    pub fn revive_page(&mut self, tc: &mut [u8], page: u32, folds: (Option<u32>, Option<u32>)) {
+    /// except TLS blocks when `tls` is false (the current context could not use them),
+    /// which stay parked for when a TLS context looks up code on the page.
+    pub fn revive_page(&mut self, tc: &mut [u8], page: u32, tls: bool) {
         let Some((pa, list)) = self.suspended.remove(&page) else { return };
         let mut other = Vec::new();
         for bi in list {
@@ -1642,12 +1733,12 @@ impl TCache {
             if !b.suspended {
                 continue;
             }
-            if (b.key.fs_fold, b.key.gs_fold) != (None, None) && (b.key.fs_fold, b.key.gs_fold) != folds {
+            if b.key.tls && !tls {
                 other.push(bi);
                 continue;
             }
             let (key, start) = (b.key, b.start);
-            if self.map.contains_key(&key) {
+            if self.map.get(&key) != Some(&bi) {
                 // Translated afresh meanwhile (cannot normally happen): this copy dies.
                 if !self.kill_block(tc, bi) {
                     return;
@@ -1659,7 +1750,6 @@ impl TCache {
             }
             self.blocks[bi].suspended = false;
             self.blocks[bi].live = true;
-            self.map.insert(key, start);
             self.pages.entry(page).or_default().push(bi);
         }
         if !other.is_empty() {
@@ -1743,11 +1833,11 @@ impl TCache {
         if self.top + MAX_BLOCK_BYTES + 2 * TABLE_BYTES > self.tables_bottom {
             self.flush();
         }
-        // Blocks that touch no FS/GS-prefixed memory are shared by every process.
-        let key = if (key.gs_fold.is_some() || key.fs_fold.is_some()) && !Self::needs_fold(&key, &mut fetch, max_insns) { key.agnostic() } else { key };
+        // Blocks without TLS operands are valid whatever DS and GS are.
+        let key = if key.tls && !Self::needs_tls(&key, &mut fetch, max_insns) { key.agnostic() } else { key };
         let table = self.host_base + self.table_for(tc, &key) as u32;
         // Inline SYSEXIT continues in the flat CPL3 context's shared lookup table.
-        let user_key = Key { lin: 0, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fs_fold: None, gs_fold: None, ..key };
+        let user_key = Key { lin: 0, cs_base: 0, cs_limit: u32::MAX, cpl: 3, tls: false, ..key };
         let user_table = if key.cpl == 0 { self.host_base + self.table_for(tc, &user_key) as u32 } else { 0 };
         let start = self.top;
         // Code goes first; exit stubs go after MAX_INSNS*... bytes reserved for code.
@@ -1827,11 +1917,8 @@ impl TCache {
             }
             match class {
                 Class::Copy => {
-                    match fold_segment(&i, &key) {
-                        Some(folded) => {
-                            tc[code..code + folded.len()].copy_from_slice(&folded);
-                            code += folded.len();
-                        }
+                    match key.tls.then(|| tls_operand(&i)).filter(|&t| t).and_then(|_| emit_tls(tc, code, &i, self.host_base + TLS_BASE as u32, &mut insns)) {
+                        Some(end) => code = end,
                         None => {
                             tc[code..code + len as usize].copy_from_slice(&bytes[..len as usize]);
                             code += len as usize;
@@ -2001,7 +2088,7 @@ impl TCache {
                         thunk = thunk_reg.take();
                     }
                     insns.pop();
-                    let agnostic = key.gs_fold.is_none() && key.fs_fold.is_none();
+                    let agnostic = !key.tls;
                     lookup_at = Some(code);
                     code = emit_lookup(tc, code, &i, (table, table_sets(&key.context())), &mut insns, &mut stubs, SiteKind::Emulate(Box::new(i), true, agnostic));
                     ended = true;
@@ -2107,7 +2194,7 @@ impl TCache {
         }
         self.blocks.push(Block { key, start, end, lin_end, insns, live: true, suspended: false, entry: None });
         self.by_start.insert(start, block_index);
-        self.map.insert(key, start);
+        self.map.insert(key, block_index);
         if let Some(reg) = thunk {
             let live = u32::from_le_bytes(tc[start..start + 4].try_into().unwrap());
             self.thunks.insert(start, (reg, live));
@@ -2178,7 +2265,7 @@ mod tests {
         let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
         let mut guest = vec![0x90u8; 0x1000];
         guest[0x100..0x104].copy_from_slice(&[0xFF, 0x54, 0x24, 0x08]); // call *8(%esp)
-        let key = Key { lin: 0x100, cs_base: 0, cs_limit: 0xFFFF_FFFF, cpl: 3, fpu: 4, fs_fold: None, gs_fold: None };
+        let key = Key { lin: 0x100, cs_base: 0, cs_limit: 0xFFFF_FFFF, cpl: 3, fpu: 4, tls: false };
         let h = t.translate(&mut tc, key, |lin, b| {
             for (k, x) in b.iter_mut().enumerate() {
                 *x = *guest.get(lin as usize + k).unwrap_or(&0xFF);
@@ -2227,14 +2314,12 @@ mod tests {
             assert_eq!(small / 16, table_index(eip, SMALL_SETS), "{eip:#x}");
             let big = (ecx.wrapping_mul(8) & 0xFFFF) * 2;
             assert_eq!(big / 16, table_index(eip, BIG_SETS), "{eip:#x}");
-            let fold = (((ecx & 0xFF) * 8) & 0xFFFF) * 2;
-            assert_eq!(fold / 16, table_index(eip, FOLD_SETS), "{eip:#x}");
         }
         // Return addresses 16 KiB apart (seen in busybox) no longer share a slot.
         assert_ne!(table_index(0x0816_F71E, SMALL_SETS), table_index(0x0817_371E, SMALL_SETS));
         let slots: std::collections::HashSet<u32> = (0..8).map(|k| table_index(0x0810_0123 + k * 0x2000, SMALL_SETS)).collect();
         assert_eq!(slots.len(), 8);
-        for sets in [SMALL_SETS, BIG_SETS, FOLD_SETS] {
+        for sets in [SMALL_SETS, BIG_SETS] {
             for i in 0..sets {
                 assert_ne!(table_index(never_matches(i, sets), sets), i);
             }
@@ -2247,7 +2332,7 @@ mod tests {
     fn kernel_lookups_use_the_big_table() {
         let mut tc = vec![0u8; 4 << 20];
         let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
-        let key = Key { lin: 0xC100_0000, cs_base: 0, cs_limit: 0xFFFF_FFFF, cpl: 0, fpu: 4, fs_fold: None, gs_fold: None };
+        let key = Key { lin: 0xC100_0000, cs_base: 0, cs_limit: 0xFFFF_FFFF, cpl: 0, fpu: 4, tls: false };
         let h = t.translate(&mut tc, key, |_, b| {
             b[0] = 0xC3; // ret
             1
@@ -2261,8 +2346,9 @@ mod tests {
         let user = Key { cpl: 3, ..key };
         let ut = t.table_for(&mut tc, &user);
         assert_eq!(table - ut, SMALL_SETS as usize * 16);
-        // One process's TLS context: mov eax, gs:[-4]; ret -> a small table, indexed on 8 bits.
-        let tls = Key { lin: 0x0804_8000, gs_fold: Some(0x0900_0000), ..user };
+        // The TLS context (mov eax, gs:[-4]; ret) has its own table, as large: every
+        // process shares it.
+        let tls = Key { lin: 0x0804_8000, tls: true, ..user };
         let code = [0x65, 0xA1, 0xFC, 0xFF, 0xFF, 0xFF, 0xC3];
         let h = t.translate(&mut tc, tls, |lin, b| {
             let from = code.get((lin - 0x0804_8000) as usize..).unwrap_or(&[]);
@@ -2270,10 +2356,8 @@ mod tests {
             b[..n].copy_from_slice(&from[..n]);
             n
         }).unwrap();
-        let off = (h - 0x1000_0000) as usize;
-        let text: Vec<String> = Decoder::with_ip(32, &tc[off..off + 100], h as u64, DecoderOptions::NONE).into_iter().take(15).map(|i| format!("{i}")).collect();
-        assert_eq!(&text[11..15], &["movzx ecx,cl", "lea ecx,[ecx*8]", "movzx ecx,cx", "lea ecx,[ecx+ecx]"], "{text:?}");
-        assert_eq!(ut - t.tables[&tls.context()], FOLD_SETS as usize * 16);
+        assert_eq!(t.lookup(&tls), Some(h));
+        assert_eq!(ut - t.tables[&tls.context()], SMALL_SETS as usize * 16);
     }
 
     /// Two targets of one set both stay in the table; a third replaces one of them; a
@@ -2282,7 +2366,7 @@ mod tests {
     fn lookup_table_sets_hold_two_targets() {
         let mut tc = vec![0u8; 4 << 20];
         let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
-        let key = |eip: u32| Key { lin: eip, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, fs_fold: None, gs_fold: None };
+        let key = |eip: u32| Key { lin: eip, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, tls: false };
         let base = t.table_for(&mut tc, &key(0));
         let a = 0x0816_F71E;
         let mut same = (a + 1..).filter(|&e| table_index(e, SMALL_SETS) == table_index(a, SMALL_SETS));
@@ -2326,7 +2410,7 @@ mod tests {
         // mov edi, cr2; mov eax, cr0; mov ebx, cr4; mov ecx, cr3; mov eax, cr8 (lock); ret
         guest[0x100..0x10F].copy_from_slice(&[0x0F, 0x20, 0xD7, 0x0F, 0x20, 0xC0, 0x0F, 0x20, 0xE3, 0x0F, 0x20, 0xD9, 0xF0, 0x0F, 0x20]);
         guest[0x10F] = 0xC0;
-        let key = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 0, fpu: 4, fs_fold: None, gs_fold: None };
+        let key = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 0, fpu: 4, tls: false };
         let (h, text) = translate_text(&mut t, &mut tc, &guest, key, 5);
         let m = |n: u32, r: &str| format!("mov {r},cs:[{:X}h]", 0x1000_0000 + CR_MIRROR as u32 + 4 * n);
         assert_eq!(&text[..4], &[m(2, "edi"), m(0, "eax"), m(4, "ebx"), m(3, "ecx")]);
@@ -2344,19 +2428,20 @@ mod tests {
         let mut guest = vec![0x90u8; 0x2000];
         // jz +0x10; inc eax; mov eax, gs:[-4]; jmp +0
         guest[0x100..0x10E].copy_from_slice(&[0x74, 0x10, 0x40, 0x65, 0xA1, 0xFC, 0xFF, 0xFF, 0xFF, 0xE9, 0, 0, 0, 0]);
-        let key = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, fs_fold: None, gs_fold: Some(0x0810_0000) };
-        let (_, text) = translate_text(&mut t, &mut tc, &guest, key, 4);
+        let key = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, tls: true };
+        let (_, text) = translate_text(&mut t, &mut tc, &guest, key, 7);
         assert!(text[0].starts_with("je "), "{text:?}");
-        assert_eq!(&text[1..3], &["inc eax", "mov eax,[80FFFFCh]"], "the fall-through path follows in the same block");
-        assert!(text[3].starts_with("jmp "), "{text:?}");
+        assert_eq!(&text[1..3], &["inc eax", "mov [esp-8],ecx"], "the fall-through path follows in the same block");
+        assert_eq!(text[4], "mov eax,[ecx-4]");
+        assert!(text[6].starts_with("jmp "), "{text:?}");
         // The TLS operand after the branch keeps the block out of the shared context.
         assert_eq!(t.blocks[0].key, key);
-        assert_eq!(t.blocks[0].insns.iter().map(|x| x.1).collect::<Vec<_>>(), vec![0x100, 0x102, 0x103, 0x109]);
+        assert_eq!(t.blocks[0].insns.iter().map(|x| x.1).collect::<Vec<_>>(), vec![0x100, 0x102, 0x103, 0x103, 0x103, 0x109]);
         // 64 branches (each with a link stub) fit in a block.
         for k in 0..200 {
             guest[0x400 + 2 * k..0x402 + 2 * k].copy_from_slice(&[0x75, 0x00]); // jnz +0
         }
-        let key = Key { lin: 0x400, gs_fold: None, ..key };
+        let key = Key { lin: 0x400, tls: false, ..key };
         translate_text(&mut t, &mut tc, &guest, key, 1);
         assert_eq!(t.blocks[1].insns.len(), MAX_INSNS + 1, "64 and the closing jump");
     }
@@ -2373,7 +2458,7 @@ mod tests {
         // call 0x2000; inc eax; call 0x2010; call 0x2020; (call 0x2030 at 0x1200)
         guest[0x1000..0x1010].copy_from_slice(&[0xE8, 0xFB, 0x0F, 0, 0, 0x40, 0xE8, 0x05, 0x10, 0, 0, 0xE8, 0x10, 0x10, 0, 0]);
         guest[0x1200..0x1205].copy_from_slice(&[0xE8, 0x2B, 0x0E, 0, 0]);
-        let key = Key { lin: 0, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, fs_fold: None, gs_fold: None };
+        let key = Key { lin: 0, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, tls: false };
         let k = |lin: u32| Key { lin, ..key };
         // Before the thunk has a translation, the CALL is a CALL.
         let (_, text) = translate_text(&mut t, &mut tc, &guest, k(0x1200), 1);
@@ -2439,34 +2524,62 @@ mod tests {
         assert!(n > 32 && n < 64 && used <= MAX_BLOCK_BYTES + 63, "{n} calls in {used} bytes");
     }
 
+    /// `emit_tls` for the bytes of one guest instruction at 0x1000 (TLS_BASE at 0x5000):
+    /// the expansion's text and its records, or None if it is copied unchanged.
+    fn tls_text(bytes: &[u8]) -> Option<(Vec<String>, Vec<(usize, u32, Scratch)>)> {
+        let i = Decoder::with_ip(32, bytes, 0x1000, DecoderOptions::NONE).decode();
+        if !tls_operand(&i) {
+            return None;
+        }
+        let mut tc = vec![0u8; 256];
+        let mut insns = vec![(0, 0x1000, Scratch::default())];
+        let end = emit_tls(&mut tc, 0, &i, 0x5000, &mut insns)?;
+        let text = Decoder::with_ip(32, &tc[..end], 0, DecoderOptions::NONE).into_iter().map(|i| format!("{i}")).collect();
+        Some((text, insns))
+    }
+
     #[test]
-    fn tls_operands_fold_into_ds() {
-        let key = Key { lin: 0, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, fs_fold: None, gs_fold: Some(0x0810_0000) };
-        // mov eax, gs:[0xFFFFFFEC]  ->  mov eax, ds:[0x080FFFEC]
-        let i = Decoder::with_ip(32, &[0x65, 0xA1, 0xEC, 0xFF, 0xFF, 0xFF], 0x1000, DecoderOptions::NONE).decode();
-        let out = fold_segment(&i, &key).unwrap();
-        let j = Decoder::with_ip(32, &out, 0x1000, DecoderOptions::NONE).decode();
-        assert_eq!(format!("{j}"), "mov eax,[80FFFECh]");
-        // push dword ptr gs:[eax-4]  ->  push dword ptr ds:[eax+80FFFFCh]
-        let i = Decoder::with_ip(32, &[0x65, 0xFF, 0x70, 0xFC], 0x1000, DecoderOptions::NONE).decode();
-        let j = Decoder::with_ip(32, &fold_segment(&i, &key).unwrap(), 0x1000, DecoderOptions::NONE).decode();
-        assert_eq!(format!("{j}"), "push dword ptr [eax+80FFFFCh]");
-        // EBP-based: the default would be SS, so DS must be explicit.
-        let i = Decoder::with_ip(32, &[0x65, 0x8B, 0x45, 0x08], 0x1000, DecoderOptions::NONE).decode();
-        let j = Decoder::with_ip(32, &fold_segment(&i, &key).unwrap(), 0x1000, DecoderOptions::NONE).decode();
-        assert_eq!(format!("{j}"), "mov eax,ds:[ebp+8100008h]");
-        // No fold without a foldable base, or for other segments.
-        assert!(fold_segment(&i, &Key { gs_fold: None, ..key }).is_none());
-        let i = Decoder::with_ip(32, &[0x64, 0xA1, 0, 0, 0, 0], 0x1000, DecoderOptions::NONE).decode();
-        assert!(fold_segment(&i, &key).is_none());
-        // Small constant offsets run natively (the block stays shared by all processes):
-        // mov eax, gs:[14h] (stack canary); xor edx, gs:[14h]; but gs:[10000h] folds.
-        let i = Decoder::with_ip(32, &[0x65, 0xA1, 0x14, 0, 0, 0], 0x1000, DecoderOptions::NONE).decode();
-        assert!(fold_segment(&i, &key).is_none());
-        let i = Decoder::with_ip(32, &[0x65, 0x33, 0x15, 0x14, 0, 0, 0], 0x1000, DecoderOptions::NONE).decode();
-        assert!(fold_segment(&i, &key).is_none());
-        let i = Decoder::with_ip(32, &[0x65, 0xA1, 0, 0, 1, 0], 0x1000, DecoderOptions::NONE).decode();
-        assert!(fold_segment(&i, &key).is_some());
+    fn tls_accesses_read_the_gs_base_at_run_time() {
+        // mov eax, gs:[-20]: ECX (the first register the instruction does not use) holds
+        // the GS base during the access, saved 8 bytes below ESP.
+        let (text, insns) = tls_text(&[0x65, 0xA1, 0xEC, 0xFF, 0xFF, 0xFF]).unwrap();
+        assert_eq!(text, ["mov [esp-8],ecx", "mov ecx,cs:[5000h]", "mov eax,[ecx-14h]", "mov ecx,[esp-8]"]);
+        // Records: the save (a store that is not the guest's), the base load through the
+        // access (ECX saved at ESP-8), the restore (resumes exactly).
+        assert_eq!(insns.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(), [(0, 0x1000), (4, 0x1000), (14, 0x1000)]);
+        assert!(insns[0].2.scratch_store && insns[0].2.saved.is_none());
+        assert_eq!(insns[1].2.saved, Some((1, -8)));
+        assert!(insns[2].2.raw_ok && insns[2].2.saved.is_none());
+        // PUSH moves ESP: the restore reads the same slot 4 bytes closer.
+        let (text, _) = tls_text(&[0x65, 0xFF, 0x70, 0xFC]).unwrap(); // push dword ptr gs:[eax-4]
+        assert_eq!(text, ["mov [esp-8],ecx", "mov ecx,cs:[5000h]", "push dword ptr [ecx+eax-4]", "mov ecx,[esp-4]"]);
+        let (text, _) = tls_text(&[0x65, 0x8F, 0x00]).unwrap(); // pop dword ptr gs:[eax]
+        assert_eq!(text[3], "mov ecx,[esp-0Ch]");
+        // EBP as the base would default to SS: DS stays explicit.
+        let (text, _) = tls_text(&[0x65, 0x8B, 0x45, 0x08]).unwrap(); // mov eax, gs:[ebp+8]
+        assert_eq!(text[2], "mov eax,[ecx+ebp+8]");
+        // Base and index: the base is added to S first.
+        let (text, _) = tls_text(&[0x65, 0x8B, 0x4C, 0xB3, 0xF0]).unwrap(); // mov ecx, gs:[ebx+esi*4-16]
+        assert_eq!(&text[..4], ["mov [esp-8],eax", "mov eax,cs:[5000h]", "lea eax,[eax+ebx]", "mov ecx,[eax+esi*4-10h]"]);
+        // ESP as the base (it cannot be an index): S is the index, alone or with a LEA.
+        let (text, _) = tls_text(&[0x65, 0x8B, 0x44, 0x24, 0x04]).unwrap(); // mov eax, gs:[esp+4]
+        assert_eq!(text[2], "mov eax,ds:[esp+ecx+4]");
+        let (text, _) = tls_text(&[0x65, 0x8B, 0x44, 0x8C, 0x04]).unwrap(); // mov eax, gs:[esp+ecx*4+4]
+        assert_eq!(&text[2..4], ["lea edx,[esp+edx]", "mov eax,[edx+ecx*4+4]"]);
+        // Implicit registers are not picked: CMPXCHG8B uses EDX:EAX, ECX:EBX and ESI here.
+        let (text, _) = tls_text(&[0x65, 0x0F, 0xC7, 0x0E]).unwrap(); // cmpxchg8b gs:[esi]
+        assert_eq!(text[2], "cmpxchg8b [edi+esi]");
+        let (text, _) = tls_text(&[0x65, 0xF7, 0x25, 0xFC, 0xFF, 0xFF, 0xFF]).unwrap(); // mul dword ptr gs:[-4]
+        assert_eq!(text[0], "mov [esp-8],ecx");
+        // Copied unchanged: a write of ESP, LEA (no memory access), FS, 16-bit addressing,
+        // and small constant offsets (gs:[14h], the stack canary), which stay native.
+        assert!(tls_text(&[0x65, 0x8B, 0x25, 0xFC, 0xFF, 0xFF, 0xFF]).is_none()); // mov esp, gs:[-4]
+        assert!(tls_text(&[0x65, 0x8D, 0x48, 0xFC]).is_none()); // lea ecx, gs:[eax-4]
+        assert!(tls_text(&[0x64, 0xA1, 0xFC, 0xFF, 0xFF, 0xFF]).is_none()); // mov eax, fs:[-4]
+        assert!(tls_text(&[0x65, 0x67, 0x8B, 0x00]).is_none()); // mov eax, gs:[bx+si]
+        assert!(tls_text(&[0x65, 0xA1, 0x14, 0, 0, 0]).is_none()); // mov eax, gs:[14h]
+        assert!(tls_text(&[0x65, 0x33, 0x15, 0x14, 0, 0, 0]).is_none()); // xor edx, gs:[14h]
+        assert!(tls_text(&[0x65, 0xA1, 0, 0, 1, 0]).is_some()); // mov eax, gs:[10000h]
     }
 
     #[test]
@@ -2478,7 +2591,7 @@ mod tests {
         assert_eq!(classify(&dec(&[0x8C, 0xD4]), 4), Class::SregRead, "mov esp, ss");
         let mut tc = vec![0u8; 4 << 20];
         let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
-        let key = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 0, fpu: 4, fs_fold: None, gs_fold: None };
+        let key = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 0, fpu: 4, tls: false };
         // push ss; mov ecx, cs; push ds; mov ebx, fs; nop
         let code = [0x16, 0x8C, 0xC9, 0x1E, 0x8C, 0xE3, 0x90];
         let h = t.translate(&mut tc, key, |lin, b| {
@@ -2520,7 +2633,7 @@ mod tests {
         // At CPL0 the sequence checks the table through CS and loads with a host MOV.
         let mut tc = vec![0u8; 4 << 20];
         let mut t = TCache::new(0x1000_0000, tc.len(), stub, 0x33);
-        let key = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 0, fpu: 4, fs_fold: None, gs_fold: None };
+        let key = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 0, fpu: 4, tls: false };
         let code = [0x8E, 0xDA, 0x90]; // mov ds, edx; nop
         let h = t.translate(&mut tc, key, |lin, b| {
             for (k, x) in b.iter_mut().enumerate() {
@@ -2560,7 +2673,7 @@ mod tests {
             Decoder::with_ip(32, &tc[off..off + 400], h as u64, DecoderOptions::NONE).into_iter().take(n).map(|i| format!("{i}")).collect()
         };
         // SYSENTER at CPL3: SS first (the commit point), ESP, IF = 0, jump to the record.
-        let user = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, fs_fold: None, gs_fold: None };
+        let user = Key { lin: 0x100, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, tls: false };
         let h = t.translate(&mut tc, user, one(&[0x0F, 0x34])).unwrap();
         let x = text(&tc, h, 8);
         assert_eq!(x[0], format!("mov ss,cs:[{:X}h]", rec + fs::ENTER_SS as u32), "{x:?}");
@@ -2584,7 +2697,7 @@ mod tests {
         let ss_load = x.iter().position(|i| i == &format!("mov ss,cs:[{:X}h]", rec + fs::EXIT_SS as u32)).expect("SS load");
         assert_eq!(x[ss_load + 1], "mov esp,ecx");
         let b = t.blocks.last().unwrap();
-        let table = t.tables[&Key { lin: 0, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, fs_fold: None, gs_fold: None }.context()];
+        let table = t.tables[&Key { lin: 0, cs_base: 0, cs_limit: u32::MAX, cpl: 3, fpu: 4, tls: false }.context()];
         assert!(x.iter().any(|i| i == &format!("mov edx,cs:[ecx+{:X}h]", 0x1000_0000 + table as u32)), "CPL3 table: {x:?}");
         let (pre, post): (Vec<_>, Vec<_>) = b.insns.iter().partition(|(_, _, s)| s.done == 0);
         assert!(pre.iter().all(|(_, e, s)| *e == 0x200 && (s.in_seq || s.raw_ok || s == &Scratch::default())));
@@ -2639,7 +2752,7 @@ mod tests {
         let mut guest = vec![0x90u8; 0x1000];
         guest[0x100..0x107].copy_from_slice(&[0x01, 0xC8, 0xE8, 0xF9, 0x00, 0x00, 0x00]);
         guest[0x200..0x202].copy_from_slice(&[0x0F, 0x0B]); // ud2
-        let key = Key { lin: 0x100, cs_base: 0, cs_limit: 0xFFFF_FFFF, cpl: 0, fpu: 4, fs_fold: None, gs_fold: None };
+        let key = Key { lin: 0x100, cs_base: 0, cs_limit: 0xFFFF_FFFF, cpl: 0, fpu: 4, tls: false };
         fn fetch(g: &[u8]) -> impl FnMut(u32, &mut [u8]) -> usize + '_ {
             move |lin: u32, b: &mut [u8]| {
                 for (k, x) in b.iter_mut().enumerate() {
@@ -2681,7 +2794,7 @@ mod tests {
             b.len()
         };
         // The block at 0xFFE stops at the page end; the one at 0x1000 is beyond the limit.
-        let key = Key { lin: 0x0FFE, cs_base: 0, cs_limit: 0x0FFF, cpl: 3, fpu: 4, fs_fold: None, gs_fold: None };
+        let key = Key { lin: 0x0FFE, cs_base: 0, cs_limit: 0x0FFF, cpl: 3, fpu: 4, tls: false };
         t.translate(&mut tc, key, nops).unwrap();
         assert!(!t.sites.iter().any(|s| matches!(s, SiteKind::FetchFault { .. })));
         t.translate(&mut tc, Key { lin: 0x1000, ..key }, nops).unwrap();

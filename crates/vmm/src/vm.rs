@@ -3,7 +3,7 @@
 use crate::cpu::{cr0, cr4, Cpu, SegReg, Sreg};
 use crate::machine::{Fault, Machine, Memory, Platform, Stop, TlbEvent, UNASSIGNED_PA};
 use crate::mmu::{HostMapper, ShadowMmu};
-use crate::translate::{Key, SiteKind, TCache, TranslateError, FAST_RECORD, SEG_REV, SEG_TABLE, USER_SEL};
+use crate::translate::{Key, SiteKind, TCache, TranslateError, FAST_RECORD, SEG_REV, SEG_TABLE, TLS_BASE, USER_SEL};
 use crate::{fastsys, segcache};
 use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, Mnemonic, OpAccess};
 use ringfold_arch::{eflags, shadow};
@@ -339,6 +339,11 @@ pub struct Vm {
     /// Run the next instruction from a one-shot translation (after a store into a page of
     /// translated code, so that the store can complete while the page is writable).
     single_once: bool,
+    /// Run the next instruction from a one-shot block without `emit_tls` (its scratch
+    /// store below ESP faulted where the guest's own instruction would not).
+    native_tls_once: bool,
+    /// The GS base last written to the cache's `TLS_BASE` (None: not yet).
+    tls_mirrored: Option<u32>,
     /// Physical page of translated code -> linear pages it was translated at.
     code_lin: HashMap<u32, HashSet<u32>>,
     /// Linear code page -> the physical page its translations came from (with paging).
@@ -447,6 +452,8 @@ impl Vm {
             stats: VmStats::default(),
             exit_profile: None,
             single_once: false,
+            native_tls_once: false,
+            tls_mirrored: None,
             code_lin: HashMap::default(),
             code_pa: HashMap::default(),
             global_code: HashSet::default(),
@@ -620,22 +627,18 @@ impl Vm {
         let c = &self.m.cpu;
         let cs = c.sreg(Sreg::Cs);
         let fpu = self.fpu_bits(c.cpl);
-        // The GS base can be folded into memory operands when DS is flat and GS is a
-        // 4 GiB writable expand-up data segment (see translate::fold_segment).
+        // GS:-prefixed operands can address through DS with the GS base added when DS is
+        // flat and GS is a 4 GiB writable expand-up data segment (translate::emit_tls).
         let flat4g = |r: &SegReg| r.valid && r.desc.is_data() && r.desc.writable() && !r.desc.expand_down() && r.desc.limit() == u32::MAX;
         let ds = c.sreg(Sreg::Ds);
-        let ds_flat = flat4g(ds) && ds.desc.base == 0;
-        let fold = |s: Sreg| (ds_flat && flat4g(c.sreg(s))).then_some(c.sreg(s).desc.base);
         Key {
             lin: cs.desc.base.wrapping_add(c.eip),
             cs_base: cs.desc.base,
             cs_limit: cs.desc.limit(),
             cpl: c.cpl,
             fpu,
-            // Only user-mode GS (i386 TLS, negative offsets) needs folding; keying kernel
-            // translations on the user's TLS base would duplicate them per process.
-            fs_fold: None,
-            gs_fold: if c.cpl == 3 { fold(Sreg::Gs) } else { None },
+            // Only user-mode GS (i386 TLS, negative offsets) needs it.
+            tls: c.cpl == 3 && flat4g(ds) && ds.desc.base == 0 && flat4g(c.sreg(Sreg::Gs)),
         }
     }
 
@@ -788,7 +791,7 @@ impl Vm {
             Some(Err(_)) => return Ok(()),
             None => false,
         };
-        let flushed = self.tc_op(|t, tc| if same { t.revive_page(tc, lp, (key.fs_fold, key.gs_fold)) } else { t.invalidate_page(tc, lp); })?;
+        let flushed = self.tc_op(|t, tc| if same { t.revive_page(tc, lp, key.tls) } else { t.invalidate_page(tc, lp); })?;
         if same && !flushed {
             self.protect_code_page(lp)?;
         }
@@ -1115,9 +1118,16 @@ impl Vm {
             if !cs.desc.db {
                 return Err(Stop::Unsupported { eip: self.m.cpu.eip, what: TranslateError::Code16.to_string() });
             }
-            let key = self.key();
+            let mut key = self.key();
+            if std::mem::take(&mut self.native_tls_once) {
+                // A TLS sequence could not save its scratch register (see `host_fault`):
+                // this once the instruction runs as it is (a wrapping access traps and is
+                // emulated).
+                key.tls = false;
+                self.single_once = true;
+            }
             let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
-            self.tc.set_fold_context(tc, &key);
+            self.tc.set_tls_context(tc, &key);
             let once = std::mem::take(&mut self.single_once);
             let h = self.translate_with(key, once)?;
             if once {
@@ -1293,6 +1303,11 @@ impl Vm {
         let (enter_ok, exit_ok) = fastsys::enabled(&cond);
         let crs = [c.cr0, 0, c.cr2, c.cr3, c.cr4];
         let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
+        if c.cpl == 3 && self.tls_mirrored != Some(c.sreg(Sreg::Gs).desc.base) {
+            let base = c.sreg(Sreg::Gs).desc.base;
+            tc[TLS_BASE..TLS_BASE + 4].copy_from_slice(&base.to_le_bytes());
+            self.tls_mirrored = Some(base);
+        }
         if crs != self.crs_mirrored {
             for (n, v) in crs.into_iter().enumerate() {
                 let at = crate::translate::CR_MIRROR + 4 * n;
@@ -1578,6 +1593,24 @@ impl Vm {
             });
         };
         self.m.cpu.eip = geip;
+        if let Some((r, at)) = scratch.saved {
+            // Inside a TLS access: the guest's register comes back first.
+            self.restore_saved(r, at);
+        }
+        if scratch.scratch_store {
+            // A TLS sequence's save below ESP: the guest does not write there. If the guest
+            // maps the page, map it; otherwise run the instruction once without the
+            // sequence.
+            let write = ringfold_arch::paging::Access { write: true, user: self.m.cpu.cpl == 3, fetch: false };
+            let lin = self.m.cpu.sreg(Sreg::Ss).desc.base.wrapping_add(self.m.cpu.gpr[4]).wrapping_sub(8);
+            if trapno == 14 && self.m.mem.host_paged && cr2 as u32 == lin && self.m.peek_walk(lin, write).is_ok() {
+                if let Some(r) = self.shadow_fault(err, lin) {
+                    return r;
+                }
+            }
+            self.native_tls_once = true;
+            return Ok(());
+        }
         if scratch.done != 0 {
             self.complete_fast(scratch, geip);
             return Ok(());
@@ -1607,6 +1640,16 @@ impl Vm {
             self.fill_fast_enter()?;
         }
         Ok(())
+    }
+
+    /// A TLS access was interrupted (fault or kick): the guest's GPR `r` comes back from
+    /// where the sequence saved it, ESP + `at` (see `translate::emit_tls`).
+    fn restore_saved(&mut self, r: u8, at: i8) {
+        let ss = self.m.cpu.sreg(Sreg::Ss).desc.base;
+        let lin = ss.wrapping_add(self.m.cpu.gpr[4]).wrapping_add(at as i32 as u32);
+        if let Ok(v) = self.m.read_sys(lin, 4) {
+            self.m.cpu.gpr[r as usize] = v;
+        }
     }
 
     /// Undoes the scratch pushes of an inline lookup sequence (see `Scratch`).
