@@ -786,6 +786,9 @@ impl<M: Memory> Machine<M> {
     /// advance per element, so a fault leaves the restartable state hardware leaves.
     pub fn string_data(&mut self, i: &Instruction) -> Option<Ex<()>> {
         use Mnemonic as Mn;
+        if matches!(i.mnemonic(), Mn::Cmpsb | Mn::Cmpsw | Mn::Cmpsd) && matches!(i.op0_kind(), OpKind::MemorySegESI | OpKind::MemorySegSI) {
+            return Some(self.string_compare(i));
+        }
         let (store, load) = match i.mnemonic() {
             Mn::Stosb | Mn::Stosw | Mn::Stosd => (true, false),
             Mn::Movsb | Mn::Movsw | Mn::Movsd if i.op_count() == 2 && i.op1_kind() != OpKind::Register => (true, true),
@@ -825,6 +828,34 @@ impl<M: Memory> Machine<M> {
             self.cpu.eip = i.next_ip32();
         }
         Some(r)
+    }
+
+    /// CMPS (REPE/REPNE too): flags of seg:[ESI] - ES:[EDI], both advanced; a fault
+    /// leaves the registers of the iterations done, as the CPU does.
+    fn string_compare(&mut self, i: &Instruction) -> Ex<()> {
+        let size = i.memory_size().size() as u32;
+        let a16 = Self::addr16(i);
+        let rep = self.string_count(i);
+        if rep != Some(0) {
+            loop {
+                let (si, di) = if a16 { (self.cpu.gpr[6] & 0xFFFF, self.cpu.gpr[7] & 0xFFFF) } else { (self.cpu.gpr[6], self.cpu.gpr[7]) };
+                let a = self.read_seg(Self::mem_seg(i), si, size)?;
+                let b = self.read_seg(Sreg::Es, di, size)?;
+                let (_, flags, written) = crate::alu::alu(crate::alu::AluOp::Cmp, a, b, false, size);
+                self.cpu.eflags = (self.cpu.eflags & !written) | (flags & written);
+                self.adv(6, size, a16);
+                self.adv(7, size, a16);
+                if rep.is_none() || self.dec_count(a16) == 0 {
+                    break;
+                }
+                let zf = flags & eflags::ZF != 0;
+                if (i.has_repe_prefix() && !zf) || (i.has_repne_prefix() && zf) {
+                    break;
+                }
+            }
+        }
+        self.cpu.eip = i.next_ip32();
+        Ok(())
     }
 
     /// The instruction at the current EIP needs emulation because it must raise #NM

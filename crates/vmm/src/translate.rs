@@ -1776,6 +1776,12 @@ impl TCache {
     }
 
     /// The block whose code contains TC offset `off`.
+    /// The host entry of the block whose code contains `host_eip`.
+    pub fn block_entry(&self, host_eip: u32) -> Option<u32> {
+        let bi = self.block_at(host_eip.checked_sub(self.host_base)? as usize)?;
+        Some(self.host_base + self.blocks[bi].start as u32)
+    }
+
     fn block_at(&self, off: usize) -> Option<usize> {
         let (_, &bi) = self.by_start.range(..=off).next_back()?;
         (off < self.blocks[bi].end).then_some(bi)
@@ -2571,6 +2577,8 @@ mod tests {
         assert_eq!(text[2], "cmpxchg8b [edi+esi]");
         let (text, _) = tls_text(&[0x65, 0xF7, 0x25, 0xFC, 0xFF, 0xFF, 0xFF]).unwrap(); // mul dword ptr gs:[-4]
         assert_eq!(text[0], "mov [esp-8],ecx");
+        let (text, _) = tls_text(&[0x65, 0xD3, 0x25, 0xFC, 0xFF, 0xFF, 0xFF]).unwrap(); // shl dword ptr gs:[-4],cl
+        assert_eq!(&text[..3], ["mov [esp-8],eax", "mov eax,cs:[5000h]", "shl dword ptr [eax-4],cl"]);
         // Copied unchanged: a write of ESP, LEA (no memory access), FS, 16-bit addressing,
         // and small constant offsets (gs:[14h], the stack canary), which stay native.
         assert!(tls_text(&[0x65, 0x8B, 0x25, 0xFC, 0xFF, 0xFF, 0xFF]).is_none()); // mov esp, gs:[-4]

@@ -339,11 +339,20 @@ pub struct Vm {
     /// Run the next instruction from a one-shot translation (after a store into a page of
     /// translated code, so that the store can complete while the page is writable).
     single_once: bool,
-    /// Run the next instruction from a one-shot block without `emit_tls` (its scratch
-    /// store below ESP faulted where the guest's own instruction would not).
-    native_tls_once: bool,
-    /// The GS base last written to the cache's `TLS_BASE` (None: not yet).
+    /// Run the next instruction from a one-shot block with `Key::tls` set to this: false
+    /// after the scratch store of a TLS sequence faulted where the guest's instruction
+    /// would not; true (at any CPL) for a GS access that wraps and that the monitor cannot
+    /// emulate (`memory_fault`).
+    tls_once: Option<bool>,
+    /// This entry starts with such a one-shot block with the rewrite forced; and the host
+    /// entry of the last such one-shot (a fault inside it that another one-shot would
+    /// not help ends the run instead of looping).
+    tls_forced: bool,
+    tls_forced_block: Option<u32>,
+    /// The GS base last written to the cache's `TLS_BASE` (None: not yet), and the GS base
+    /// of the CPL3 context entered last (what inline SYSEXIT continues into).
     tls_mirrored: Option<u32>,
+    user_tls: u32,
     /// Physical page of translated code -> linear pages it was translated at.
     code_lin: HashMap<u32, HashSet<u32>>,
     /// Linear code page -> the physical page its translations came from (with paging).
@@ -452,8 +461,11 @@ impl Vm {
             stats: VmStats::default(),
             exit_profile: None,
             single_once: false,
-            native_tls_once: false,
+            tls_once: None,
+            tls_forced: false,
+            tls_forced_block: None,
             tls_mirrored: None,
+            user_tls: 0,
             code_lin: HashMap::default(),
             code_pa: HashMap::default(),
             global_code: HashSet::default(),
@@ -623,14 +635,18 @@ impl Vm {
             | (((c.tsc_offset == 0 && (c.cr4 & cr4::TSD == 0 || cpl == 0)) as u8) << 4)
     }
 
+    /// Whether GS:-prefixed operands can address through DS with the GS base added: DS is
+    /// flat and GS is a 4 GiB writable expand-up data segment (translate::emit_tls).
+    fn tls_possible(&self) -> bool {
+        let c = &self.m.cpu;
+        let flat4g = |r: &SegReg| r.valid && r.desc.is_data() && r.desc.writable() && !r.desc.expand_down() && r.desc.limit() == u32::MAX;
+        flat4g(c.sreg(Sreg::Ds)) && c.sreg(Sreg::Ds).desc.base == 0 && flat4g(c.sreg(Sreg::Gs))
+    }
+
     fn key(&self) -> Key {
         let c = &self.m.cpu;
         let cs = c.sreg(Sreg::Cs);
         let fpu = self.fpu_bits(c.cpl);
-        // GS:-prefixed operands can address through DS with the GS base added when DS is
-        // flat and GS is a 4 GiB writable expand-up data segment (translate::emit_tls).
-        let flat4g = |r: &SegReg| r.valid && r.desc.is_data() && r.desc.writable() && !r.desc.expand_down() && r.desc.limit() == u32::MAX;
-        let ds = c.sreg(Sreg::Ds);
         Key {
             lin: cs.desc.base.wrapping_add(c.eip),
             cs_base: cs.desc.base,
@@ -638,7 +654,7 @@ impl Vm {
             cpl: c.cpl,
             fpu,
             // Only user-mode GS (i386 TLS, negative offsets) needs it.
-            tls: c.cpl == 3 && flat4g(ds) && ds.desc.base == 0 && flat4g(c.sreg(Sreg::Gs)),
+            tls: c.cpl == 3 && self.tls_possible(),
         }
     }
 
@@ -1119,17 +1135,19 @@ impl Vm {
                 return Err(Stop::Unsupported { eip: self.m.cpu.eip, what: TranslateError::Code16.to_string() });
             }
             let mut key = self.key();
-            if std::mem::take(&mut self.native_tls_once) {
-                // A TLS sequence could not save its scratch register (see `host_fault`):
-                // this once the instruction runs as it is (a wrapping access traps and is
-                // emulated).
-                key.tls = false;
+            self.tls_forced = false;
+            if let Some(tls) = self.tls_once.take() {
+                key.tls = tls;
+                self.tls_forced = tls;
                 self.single_once = true;
             }
             let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
             self.tc.set_tls_context(tc, &key);
             let once = std::mem::take(&mut self.single_once);
             let h = self.translate_with(key, once)?;
+            if self.tls_forced {
+                self.tls_forced_block = Some(h);
+            }
             if once {
                 self.enter(h)?;
                 if let Some(lp) = self.unmap_after_single.take() {
@@ -1303,10 +1321,15 @@ impl Vm {
         let (enter_ok, exit_ok) = fastsys::enabled(&cond);
         let crs = [c.cr0, 0, c.cr2, c.cr3, c.cr4];
         let (tc, _) = self.m.mem.host.space_mut().tc_and_ram();
-        if c.cpl == 3 && self.tls_mirrored != Some(c.sreg(Sreg::Gs).desc.base) {
-            let base = c.sreg(Sreg::Gs).desc.base;
-            tc[TLS_BASE..TLS_BASE + 4].copy_from_slice(&base.to_le_bytes());
-            self.tls_mirrored = Some(base);
+        if c.cpl == 3 {
+            self.user_tls = c.sreg(Sreg::Gs).desc.base;
+        }
+        // A forced one-shot at CPL0 reads the current GS base; otherwise CPL0 code keeps
+        // the user context's for an inline SYSEXIT.
+        let tls = if self.tls_forced { c.sreg(Sreg::Gs).desc.base } else { self.user_tls };
+        if self.tls_mirrored != Some(tls) {
+            tc[TLS_BASE..TLS_BASE + 4].copy_from_slice(&tls.to_le_bytes());
+            self.tls_mirrored = Some(tls);
         }
         if crs != self.crs_mirrored {
             for (n, v) in crs.into_iter().enumerate() {
@@ -1353,7 +1376,8 @@ impl Vm {
         let (mut neg_ds, mut neg_gs) = (self.fast_record[4], self.fast_record[5]);
         if c.cpl == 3 {
             (neg_ds, neg_gs) = ((sels[Sreg::Ds as usize] as u32).wrapping_neg(), (sels[Sreg::Gs as usize] as u32).wrapping_neg());
-        } else if std::mem::take(&mut self.shadows.reused) {
+        } else if std::mem::take(&mut self.shadows.reused) || self.tls_forced {
+            // (A forced TLS one-shot at CPL0 changes TLS_BASE for this entry.)
             (neg_ds, neg_gs) = (fastsys::NEG_NONE, fastsys::NEG_NONE);
         }
         let record = [enter_ss, enter_esp, target, exit_ss, neg_ds, neg_gs];
@@ -1593,6 +1617,7 @@ impl Vm {
             });
         };
         self.m.cpu.eip = geip;
+        let in_forced = self.tls_forced_block.is_some() && self.tc.block_entry(host_eip) == self.tls_forced_block;
         if let Some((r, at)) = scratch.saved {
             // Inside a TLS access: the guest's register comes back first.
             self.restore_saved(r, at);
@@ -1608,7 +1633,10 @@ impl Vm {
                     return r;
                 }
             }
-            self.native_tls_once = true;
+            if in_forced {
+                return Err(Stop::Unsupported { eip: geip, what: format!("a GS access that ringfold cannot emulate, with no writable stack 8 bytes below ESP {:#x} (host trap {trapno})", self.m.cpu.gpr[4]) });
+            }
+            self.tls_once = Some(false);
             return Ok(());
         }
         if scratch.done != 0 {
@@ -1624,7 +1652,7 @@ impl Vm {
             16 => self.m.raise(Fault { vector: 16, error: None }),
             17 => self.m.raise(Fault { vector: 17, error: Some(0) }),
             19 => self.m.raise(Fault { vector: 19, error: None }),
-            11..=14 => self.memory_fault(trapno, err, cr2 as u32),
+            11..=14 => self.memory_fault(trapno, err, cr2 as u32, in_forced),
             _ => Err(Stop::Unsupported { eip: geip, what: format!("unexpected host trap {trapno} in guest code") }),
         }
     }
@@ -1845,7 +1873,8 @@ impl Vm {
         n
     }
 
-    fn memory_fault(&mut self, trapno: u32, err: u32, cr2: u32) -> Result<(), Stop> {
+    /// `in_forced`: the fault is inside a one-shot block whose TLS rewrite was forced.
+    fn memory_fault(&mut self, trapno: u32, err: u32, cr2: u32, in_forced: bool) -> Result<(), Stop> {
         if self.seg_top_stale && matches!(trapno, 12 | 13) {
             // A data segment still truncated for the CPL before an inline SYSENTER: the
             // re-entry loads the shadows for this CPL, and the instruction runs again.
@@ -1907,10 +1936,17 @@ impl Vm {
                 Err(f) => self.m.raise(f),
             };
         }
+        // A GS access wrapping around 4 GiB (negative offsets: thread-local storage)
+        // through an instruction not emulated here: once more with the GS base added at
+        // run time, as CPL3 TLS accesses always are.
+        if !in_forced && i.segment_prefix() == iced_x86::Register::GS && self.tls_possible() {
+            self.tls_once = Some(true);
+            return Ok(());
+        }
         Err(Stop::Unsupported {
             eip: self.m.cpu.eip,
             what: format!(
-                "`{i}` at CPL{} (SS {:#x} base {:#x} limit {:#x}, ESP {:#x}) accesses linear memory ringfold cannot map natively (host trap {trapno}, address {cr2:#x}); emulated there: MOV MOVZX MOVSX ALU TEST XCHG CMPXCHG PUSH/POP m STOS MOVS LODS",
+                "`{i}` at CPL{} (SS {:#x} base {:#x} limit {:#x}, ESP {:#x}) accesses linear memory ringfold cannot map natively (host trap {trapno}, address {cr2:#x}); emulated there: MOV MOVZX MOVSX ALU TEST XCHG CMPXCHG PUSH/POP m XLAT STOS MOVS LODS",
                 self.m.cpu.cpl,
                 self.m.cpu.sreg(Sreg::Ss).sel,
                 self.m.cpu.sreg(Sreg::Ss).desc.base,
@@ -1990,6 +2026,12 @@ impl Vm {
                     m.set_sp(m.sp().wrapping_add(size));
                     m.write_op(i, 0, size, v).inspect_err(|_| m.cpu.gpr[4] = old)
                 })()
+            }
+            Mnemonic::Xlatb => {
+                // AL = [seg:EBX + AL] (32-bit addressing; 16-bit wraps within BX + AL).
+                let off = m.cpu.gpr[3].wrapping_add(m.cpu.gpr[0] & 0xFF);
+                let off = if i.code() == iced_x86::Code::Xlat_m8 && i.memory_base() == iced_x86::Register::BX { off & 0xFFFF } else { off };
+                m.read_seg(Machine::<HostMemory>::mem_seg(i), off, 1).map(|v| m.cpu.set_reg(0, 1, v))
             }
             Mnemonic::Xchg => {
                 let size = i.memory_size().size() as u32;
