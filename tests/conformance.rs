@@ -42,7 +42,7 @@ macro_rules! conformance {
 
 conformance!(
     flags, io, ints, segs, farxfer, sysregs, cpuid_msr_tsc, sysenter, attacks, faults, smc, scratch,
-    paging32, pagingpae, paging_coherence, paging_attack, mmio, segcache, sysfast, sysexit_trunc, pcthunk,
+    paging32, pagingpae, paging_coherence, paging_attack, mmio, segcache, sysfast, sysexit_trunc, pcthunk, tls,
 );
 
 #[test]
