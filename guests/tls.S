@@ -88,10 +88,11 @@
 #     without SSE2), XLAT and CMPS with gs:.  Paging on, CPL3 first.
 #
 # Order: G, H and X come last, H and X at CPL3 before CPL0, XLAT and CMPS at
-# the very end: ringfold (today) executes guest-CPL0 gs: accesses at
-# negative offsets by trapping and emulating them, and its emulator stops
-# the guest on the instructions of X (at CPL3 too on XLAT/CMPS, which are not
-# rewritten); this way every other check still runs there.
+# the very end. When it was written, ringfold trapped and emulated guest-CPL0
+# gs: accesses at negative offsets, and stopped the guest on the instructions
+# of X (at CPL3 too on XLAT/CMPS, which are not rewritten); the order let
+# every other check run there. It now runs X as well (one-shot blocks with
+# the GS base added at run time, and XLAT/CMPS emulation).
 #
 # QEMU 7.2 TCG deviations (tolerated unless booted with "strict", see
 # guests/README.md): it checks no segment limit, type or null selector on
