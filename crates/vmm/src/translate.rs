@@ -2532,7 +2532,9 @@ mod tests {
 
     /// `emit_tls` for the bytes of one guest instruction at 0x1000 (TLS_BASE at 0x5000):
     /// the expansion's text and its records, or None if it is copied unchanged.
-    fn tls_text(bytes: &[u8]) -> Option<(Vec<String>, Vec<(usize, u32, Scratch)>)> {
+    type Expansion = (Vec<String>, Vec<(usize, u32, Scratch)>);
+
+    fn tls_text(bytes: &[u8]) -> Option<Expansion> {
         let i = Decoder::with_ip(32, bytes, 0x1000, DecoderOptions::NONE).decode();
         if !tls_operand(&i) {
             return None;
