@@ -860,6 +860,8 @@ impl Vm {
 
     /// Every translation and code-page protection is dropped (TC full or paging mode change).
     fn forget_code(&mut self) -> Result<(), Stop> {
+        // Host addresses start over after a flush.
+        self.tls_forced_block = None;
         let pages: Vec<u32> = self.code_lin.drain().map(|(pa, _)| pa).collect();
         if !self.m.mem.host_paged {
             for pa in pages {
