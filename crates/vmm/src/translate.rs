@@ -648,9 +648,7 @@ fn cs_abs(op: &[u8], addr: u32) -> Vec<u8> {
 fn with_guest_operand(i: &Instruction, disp: i64, displ_size: u32, make: impl FnOnce(iced_x86::MemoryOperand) -> Result<Instruction, iced_x86::IcedError>) -> Vec<u8> {
     let mem = iced_x86::MemoryOperand::new(i.memory_base(), i.memory_index(), i.memory_index_scale(), disp, displ_size, false, i.segment_prefix());
     let m = make(mem).expect("a 32-bit memory operand encodes");
-    let mut enc = iced_x86::Encoder::new(32);
-    let _ = enc.encode(&m, 0).expect("a 32-bit memory operand encodes");
-    enc.take_buffer()
+    enc_one(&m, 0).expect("a 32-bit memory operand encodes")
 }
 
 /// The segment register number (ES 0, CS 1, SS 2, DS 3, FS 4, GS 5) an instruction loads

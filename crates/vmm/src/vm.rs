@@ -1605,9 +1605,13 @@ impl Vm {
     /// interrupted at `host_eip`.
     fn saved_ds(&mut self, host_eip: u32) -> Option<u16> {
         let (_, _, sc) = self.tc.guest_eip_of(host_eip)?;
+        self.esp_slot(sc.ds_at?, 2).map(|v| v as u16)
+    }
+
+    /// `size` bytes at SS:ESP + `at`, where an inline sequence saved guest state.
+    fn esp_slot(&mut self, at: i8, size: u32) -> Option<u32> {
         let ss = self.m.cpu.sreg(Sreg::Ss).desc.base;
-        let at = ss.wrapping_add(self.m.cpu.gpr[4]).wrapping_add(sc.ds_at? as i32 as u32);
-        self.m.read_sys(at, 2).ok().map(|v| v as u16)
+        self.m.read_sys(ss.wrapping_add(self.m.cpu.gpr[4]).wrapping_add(at as i32 as u32), size).ok()
     }
 
     /// A fault in translated code, delivered by the host as a signal.
@@ -1675,9 +1679,7 @@ impl Vm {
     /// A TLS access was interrupted (fault or kick): the guest's GPR `r` comes back from
     /// where the sequence saved it, ESP + `at` (see `translate::emit_tls`).
     fn restore_saved(&mut self, r: u8, at: i8) {
-        let ss = self.m.cpu.sreg(Sreg::Ss).desc.base;
-        let lin = ss.wrapping_add(self.m.cpu.gpr[4]).wrapping_add(at as i32 as u32);
-        if let Ok(v) = self.m.read_sys(lin, 4) {
+        if let Some(v) = self.esp_slot(at, 4) {
             self.m.cpu.gpr[r as usize] = v;
         }
     }
@@ -1685,16 +1687,14 @@ impl Vm {
     /// Undoes the scratch pushes of an inline lookup sequence (see `Scratch`).
     fn rewind_scratch(&mut self, sc: crate::translate::Scratch) {
         if sc.if_seq {
-            let ss = self.m.cpu.sreg(Sreg::Ss).desc.base;
             let esp = self.m.cpu.gpr[4];
-            let slot = |m: &mut Machine<HostMemory>, o: i8| m.read_sys(ss.wrapping_add(esp).wrapping_add(o as i32 as u32), 4);
             for (r, at) in [(0, sc.eax_at), (1, sc.ecx_at), (2, sc.edx_at), (3, sc.ebx_at)] {
                 if let Some(o) = at {
-                    self.m.cpu.gpr[r] = slot(&mut self.m, o).unwrap_or(self.m.cpu.gpr[r]);
+                    self.restore_saved(r, o);
                 }
             }
             if let Some(o) = sc.flags_at {
-                if let Ok(f) = slot(&mut self.m, o) {
+                if let Some(f) = self.esp_slot(o, 4) {
                     self.m.cpu.eflags = (self.m.cpu.eflags & !ARITH) | (f & ARITH);
                 }
             }
@@ -2029,12 +2029,8 @@ impl Vm {
                     m.write_op(i, 0, size, v).inspect_err(|_| m.cpu.gpr[4] = old)
                 })()
             }
-            Mnemonic::Xlatb => {
-                // AL = [seg:EBX + AL] (32-bit addressing; 16-bit wraps within BX + AL).
-                let off = m.cpu.gpr[3].wrapping_add(m.cpu.gpr[0] & 0xFF);
-                let off = if i.code() == iced_x86::Code::Xlat_m8 && i.memory_base() == iced_x86::Register::BX { off & 0xFFFF } else { off };
-                m.read_seg(Machine::<HostMemory>::mem_seg(i), off, 1).map(|v| m.cpu.set_reg(0, 1, v))
-            }
+            // AL = [seg:EBX + AL] (the decoder's operand: base EBX or BX, index AL).
+            Mnemonic::Xlatb => m.read_op(i, 0, 1).map(|v| m.cpu.set_reg(0, 1, v)),
             Mnemonic::Xchg => {
                 let size = i.memory_size().size() as u32;
                 let (mem_op, reg_op) = if i.op0_kind() == iced_x86::OpKind::Memory { (0, 1) } else { (1, 0) };
